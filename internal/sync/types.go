@@ -1,0 +1,191 @@
+// Package sync is the bridge's engine: it finds approved image-request tickets in
+// the configured sources, provisions the requested image through a Provisioner,
+// and writes one result note back into each ticket, persisting every step in a
+// Store so that a crash at any point neither provisions twice, nor notes twice,
+// nor loses a ticket.
+//
+// A ticket's life in the store (one row per source + ticket id):
+//
+//	new ──claim──► provisioning ──ok / ALREADY_EXISTS──► provisioned ──write-back──► done
+//	                  │  request rejected ─────────────► rejected ────write-back──► done
+//	                  │  bridge blocked ──► blocked (one note per cause, then backoff)
+//	                  └─ retryable: attempts+1, next_attempt_at = now + backoff
+//
+// Each arrow is persisted before the next external call.
+package sync
+
+import (
+	"context"
+	"time"
+)
+
+// Ticket is one image request as read from a source (a ServiceNow RITM, a Jira
+// issue). Every field is already decoded into plain text; free text is exactly
+// what the requester typed and must be escaped before it is echoed anywhere.
+type Ticket struct {
+	Source        string            // source name: "servicenow", "jira"
+	ID            string            // stable id: RITM sys_id (32 hex), Jira issue id
+	Key           string            // human key: "RITM0010001", "IMG-42"
+	Open          bool              // still awaiting the bridge (approved, not closed)
+	Image         string            // requested image reference, as typed
+	Justification string            // free text
+	Requester     string            // requested_for / reporter, as the source names them
+	Approver      string            // when the source reports one
+	Fields        map[string]string // other request fields (team, environment, ...)
+	Version       string            // source revision (sys_mod_count, updated time)
+}
+
+// Outcome is what a write-back tells the ticket.
+type Outcome string
+
+const (
+	// OutcomeProvisioned: the image is in the organization's registry (created now
+	// or already present). Closes the ticket as complete.
+	OutcomeProvisioned Outcome = "provisioned"
+	// OutcomeRejected: the request cannot be served. Closes the ticket as incomplete.
+	OutcomeRejected Outcome = "rejected"
+	// OutcomeBlocked: the bridge cannot act (permissions, quota). The ticket stays
+	// open; the note is written once per blocking cause.
+	OutcomeBlocked Outcome = "blocked"
+)
+
+// Report is one write-back: a note and, unless Outcome is OutcomeBlocked, the
+// move out of the approved queue. A Source applies it in ONE upstream call.
+type Report struct {
+	Outcome Outcome
+	// Marker is the note's first line: it names the bridge and the request id and
+	// is how a source recognises a note it already wrote.
+	Marker string
+	// Summary is one line for the ticket's resolution field (close_notes).
+	Summary string
+	// Fields are the note's "name: value" lines, in order. Values may hold user
+	// text: sources escape them for their markup.
+	Fields []Field
+}
+
+// Field is one "name: value" line of a note.
+type Field struct{ Name, Value string }
+
+// ImageRef is a parsed, accepted image request.
+type ImageRef struct {
+	Name string // catalog repo name: "python"
+	Tag  string // "latest-dev"; "latest" when none was given
+}
+
+func (r ImageRef) String() string { return r.Name + ":" + r.Tag }
+
+// Result is what provisioning did.
+type Result struct {
+	RepoID         string `json:"repo_id"`         // Chainguard repo UIDP ("" while an entitlement sync is pending)
+	PullRef        string `json:"pull_ref"`        // cgr.dev/<org_name>/<name>:<tag>
+	Method         string `json:"method"`          // "CreateRepo" or "AddEntitlementImages"
+	AlreadyPresent bool   `json:"already_present"` // the repo/entitlement existed before this ticket
+}
+
+// Source is an ITSM the engine reads tickets from and reports into.
+type Source interface {
+	// Name is the source's stable name, used in the store and logs.
+	Name() string
+	// Approved calls fn for every approved, open ticket, paging internally in a
+	// way that never skips tickets that leave the result while it pages. An error
+	// from fn stops the listing and is returned.
+	Approved(ctx context.Context, fn func(Ticket) error) error
+	// Get re-reads one ticket by ID. A ticket that no longer exists is an error.
+	Get(ctx context.Context, id string) (Ticket, error)
+	// Report writes r into t in one call. It never blindly resends a write whose
+	// outcome is unknown: it re-reads first, and returns nil if r already landed.
+	Report(ctx context.Context, t Ticket, r Report) error
+}
+
+// Provisioner makes a catalog image available in the organization's registry.
+type Provisioner interface {
+	// ParseImage accepts or rejects a requested reference (a Rejected error that
+	// a requester understands).
+	ParseImage(raw string) (ImageRef, error)
+	// Provision is idempotent: an image already present is a success with
+	// AlreadyPresent set. Errors carry a Class.
+	Provision(ctx context.Context, img ImageRef) (Result, error)
+}
+
+// State is a ticket's position in its life cycle.
+type State string
+
+const (
+	StateNew          State = "new"
+	StateProvisioning State = "provisioning"
+	StateProvisioned  State = "provisioned"
+	StateRejected     State = "rejected"
+	StateBlocked      State = "blocked"
+	StateDone         State = "done"
+)
+
+// Record is a ticket's durable state: one row per (Source, TicketID).
+type Record struct {
+	Source        string
+	TicketID      string
+	Key           string
+	RequestID     string // the bridge's stable id for this request, in every note and log line
+	State         State
+	Attempts      int       // provisioning attempts so far
+	NextAttemptAt time.Time // zero: now
+	LastError     string
+	BlockedCause  string // current blocking cause, "" if none
+	NotedCause    string // blocking cause already noted on the ticket
+	Image         string // requested reference, as typed
+	Reason        string // rejection reason
+	Result        Result
+	LeaseOwner    string
+	LeaseUntil    time.Time
+	Version       int64 // incremented by every Save; Save fails on a stale version
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// Decision names an audit row's decision.
+type Decision string
+
+const (
+	DecisionProvisioned     Decision = "provisioned"
+	DecisionAlreadyPresent  Decision = "already_present"
+	DecisionRejected        Decision = "rejected"
+	DecisionBlocked         Decision = "blocked"
+	DecisionRetry           Decision = "retry"
+	DecisionReported        Decision = "reported" // the result note landed and the ticket closed
+	DecisionNoted           Decision = "noted"    // a blocked note landed, ticket left open
+	DecisionClosedElsewhere Decision = "closed_elsewhere"
+)
+
+// AuditEntry is one append-only audit row.
+type AuditEntry struct {
+	Time          time.Time
+	Source        string
+	TicketID      string
+	Key           string
+	RequestID     string
+	Requester     string
+	Approver      string
+	Image         string
+	Justification string
+	Decision      Decision
+	RepoID        string
+	Detail        string
+	Actor         string // the bridge's identity (instance id)
+}
+
+// Store persists records and the audit log. Implementations must make Claim and
+// Save atomic with respect to each other (SQLite: one transaction each).
+type Store interface {
+	// Claim returns the ticket's record, creating it in StateNew if absent, and
+	// takes its lease for owner until the given time. ok is false, with the
+	// current record, when another owner holds an unexpired lease.
+	Claim(ctx context.Context, source, ticketID, key, owner string, now, until time.Time) (rec Record, ok bool, err error)
+	// Save writes rec if its Version matches the stored one, then increments
+	// rec.Version. ErrConflict otherwise.
+	Save(ctx context.Context, rec *Record) error
+	// Release clears the lease if owner holds it.
+	Release(ctx context.Context, source, ticketID, owner string) error
+	// Unfinished calls fn for every record of source not in StateDone.
+	Unfinished(ctx context.Context, source string, fn func(Record) error) error
+	// Append adds one audit row.
+	Append(ctx context.Context, e AuditEntry) error
+}
