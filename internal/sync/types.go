@@ -26,7 +26,8 @@ type Ticket struct {
 	Source        string            // source name: "servicenow", "jira"
 	ID            string            // stable id: RITM sys_id (32 hex), Jira issue id
 	Key           string            // human key: "RITM0010001", "IMG-42"
-	Open          bool              // still awaiting the bridge (approved, not closed)
+	Open          bool              // awaiting the bridge: approved and not closed
+	Closed        bool              // in a final state: nothing more will happen to it
 	Image         string            // requested image reference, as typed
 	Justification string            // free text
 	Requester     string            // requested_for / reporter, as the source names them

@@ -1,0 +1,336 @@
+package servicenow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+)
+
+// Name is the source's name in the store, logs and notes.
+const Name = "servicenow"
+
+const table = "/api/now/table/sc_req_item"
+
+// Options configure the source; zero values take the defaults shown.
+type Options struct {
+	InstanceURL string // https://<instance>.service-now.com
+	Auth        Auth
+	CatalogItem string // sys_id of the "Chainguard image" catalog item (32 hex)
+	// Variables: catalog variable names read through variables.<name>.
+	ImageVariable         string        // default "image_name"
+	JustificationVariable string        // default "justification"
+	ExtraVariables        []string      // copied into Ticket.Fields (team, environment, ...)
+	ClosedComplete        string        // state value written on success (default "3")
+	ClosedIncomplete      string        // state value written on rejection (default "4")
+	PageSize              int           // rows per page (default 100)
+	Timeout               time.Duration // per HTTP request (default 30s)
+	RetryMax              int           // retries of a GET (default 4)
+	RetryWaitMax          time.Duration // longest wait between retries, and longest Retry-After honoured in place (default 30s)
+	Logger                zerolog.Logger
+}
+
+// Source reads and reports RITMs of one catalog item.
+type Source struct {
+	o  Options
+	c  *client
+	fl string // sysparm_fields
+}
+
+var sysIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// New validates o and builds the source. It makes no request.
+func New(o Options) (*Source, error) {
+	if !sysIDRe.MatchString(o.CatalogItem) {
+		return nil, fmt.Errorf("servicenow: catalog_item %q is not a sys_id (32 lowercase hex characters)", o.CatalogItem)
+	}
+	if o.ImageVariable == "" {
+		o.ImageVariable = "image_name"
+	}
+	if o.JustificationVariable == "" {
+		o.JustificationVariable = "justification"
+	}
+	if o.ClosedComplete == "" {
+		o.ClosedComplete = "3"
+	}
+	if o.ClosedIncomplete == "" {
+		o.ClosedIncomplete = "4"
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = 100
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.RetryMax == 0 {
+		o.RetryMax = 4
+	}
+	if o.RetryWaitMax <= 0 {
+		o.RetryWaitMax = 30 * time.Second
+	}
+	for _, v := range append([]string{o.ImageVariable, o.JustificationVariable}, o.ExtraVariables...) {
+		if !varNameRe.MatchString(v) {
+			return nil, fmt.Errorf("servicenow: variable name %q is not a catalog variable name (letters, digits, underscore)", v)
+		}
+	}
+	c, err := newClient(o.InstanceURL, o.Auth, o.Timeout, o.RetryMax, o.RetryWaitMax, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	fields := []string{"sys_id", "number", "state", "approval", "active", "cat_item", "requested_for", "sys_mod_count", "sys_updated_on",
+		"variables." + o.ImageVariable, "variables." + o.JustificationVariable}
+	for _, v := range o.ExtraVariables {
+		fields = append(fields, "variables."+v)
+	}
+	return &Source{o: o, c: c, fl: strings.Join(fields, ",")}, nil
+}
+
+var varNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,79}$`)
+
+// Name implements isync.Source.
+func (s *Source) Name() string { return Name }
+
+// approvedQuery is the encoded query of approved, open RITMs of the catalog
+// item, ordered by sys_id and starting after cursor. Keyset paging on sys_id
+// (which never changes) cannot skip rows while the bridge closes earlier ones,
+// which offset paging over a shrinking result does.
+func (s *Source) approvedQuery(cursor string) string {
+	q := "active=true^approval=approved^cat_item=" + s.o.CatalogItem
+	if cursor != "" {
+		q += "^sys_id>" + cursor
+	}
+	return q + "^ORDERBYsys_id"
+}
+
+func (s *Source) listParams(query string, offset int) url.Values {
+	p := url.Values{
+		"sysparm_query":                  {query},
+		"sysparm_fields":                 {s.fl},
+		"sysparm_display_value":          {"all"},
+		"sysparm_exclude_reference_link": {"true"},
+		"sysparm_limit":                  {strconv.Itoa(s.o.PageSize)},
+	}
+	if offset > 0 {
+		p.Set("sysparm_offset", strconv.Itoa(offset))
+	}
+	return p
+}
+
+// Approved implements isync.Source: it pages through approved, open RITMs of
+// the catalog item with a sys_id cursor. sysparm_limit applies before ACLs, so a
+// page may come back short or empty while more rows exist; the Link header's
+// rel="next" (or a full page when Link is absent) says whether to go on, and an
+// empty page steps over with sysparm_offset.
+func (s *Source) Approved(ctx context.Context, fn func(isync.Ticket) error) error {
+	cursor, offset := "", 0
+	for {
+		var page listResponse
+		hdr, err := s.c.list(ctx, table, s.listParams(s.approvedQuery(cursor), offset), &page)
+		if err != nil {
+			return fmt.Errorf("listing approved RITMs: %w", err)
+		}
+		for _, r := range page.Result {
+			t, err := s.ticket(ctx, r)
+			if err != nil {
+				return err
+			}
+			if err := fn(t); err != nil {
+				return err
+			}
+		}
+		more := hasNext(hdr, len(page.Result) == s.o.PageSize)
+		if !more {
+			return nil
+		}
+		if n := len(page.Result); n > 0 {
+			last := page.Result[n-1].get("sys_id")
+			if last <= cursor {
+				return fmt.Errorf("listing approved RITMs: the instance ignored the sys_id paging condition (cursor %s did not advance)", cursor)
+			}
+			cursor, offset = last, 0
+		} else {
+			offset += s.o.PageSize
+		}
+	}
+}
+
+// hasNext reads the Link header; without one, a full page means "maybe more".
+func hasNext(h http.Header, full bool) bool {
+	link := h.Get("Link")
+	if link == "" {
+		return full
+	}
+	return strings.Contains(link, `rel="next"`)
+}
+
+// Get implements isync.Source.
+func (s *Source) Get(ctx context.Context, id string) (isync.Ticket, error) {
+	if !sysIDRe.MatchString(id) {
+		return isync.Ticket{}, fmt.Errorf("servicenow: %q is not a RITM sys_id", id)
+	}
+	p := url.Values{"sysparm_fields": {s.fl}, "sysparm_display_value": {"all"}, "sysparm_exclude_reference_link": {"true"}}
+	var one oneResponse
+	if _, err := s.c.do(ctx, http.MethodGet, table+"/"+id, p, nil, &one); err != nil {
+		return isync.Ticket{}, fmt.Errorf("reading RITM %s: %w", id, err)
+	}
+	return s.ticket(ctx, one.Result)
+}
+
+// ticket maps a RITM onto the engine's Ticket. When the image variable comes
+// back empty (a variable the dot-walk cannot read, e.g. in a variable set), the
+// answers are read through sc_item_option_mtom instead.
+func (s *Source) ticket(ctx context.Context, r record) (isync.Ticket, error) {
+	id := r.get("sys_id")
+	if !sysIDRe.MatchString(id) {
+		return isync.Ticket{}, fmt.Errorf("servicenow: record without a valid sys_id (%q)", id)
+	}
+	state := r.get("state")
+	t := isync.Ticket{
+		Source:        Name,
+		ID:            id,
+		Key:           r.get("number"),
+		Image:         r.get("variables." + s.o.ImageVariable),
+		Justification: r.get("variables." + s.o.JustificationVariable),
+		Requester:     r["requested_for"].Display,
+		Version:       r.get("sys_mod_count"),
+		Open:          r.get("active") == "true" && r.get("approval") == "approved" && r.get("cat_item") == s.o.CatalogItem,
+		Fields:        map[string]string{"state": state},
+	}
+	t.Closed = r.get("active") == "false" || state == s.o.ClosedComplete || state == s.o.ClosedIncomplete || state == "3" || state == "4" || state == "7"
+	t.Open = t.Open && !t.Closed
+	if t.Key == "" {
+		t.Key = id
+	}
+	for _, v := range s.o.ExtraVariables {
+		t.Fields[v] = r.get("variables." + v)
+	}
+	if strings.TrimSpace(t.Image) == "" && t.Open {
+		vars, err := s.variables(ctx, id)
+		if err != nil {
+			return isync.Ticket{}, err
+		}
+		t.Image = vars[s.o.ImageVariable]
+		if t.Justification == "" {
+			t.Justification = vars[s.o.JustificationVariable]
+		}
+		for _, v := range s.o.ExtraVariables {
+			if t.Fields[v] == "" {
+				t.Fields[v] = vars[v]
+			}
+		}
+	}
+	return t, nil
+}
+
+// variables reads a RITM's catalog answers through sc_item_option_mtom.
+func (s *Source) variables(ctx context.Context, id string) (map[string]string, error) {
+	p := url.Values{
+		"sysparm_query":                  {"request_item=" + id},
+		"sysparm_fields":                 {"sc_item_option.item_option_new.name,sc_item_option.value"},
+		"sysparm_exclude_reference_link": {"true"},
+	}
+	var page listResponse
+	if _, err := s.c.list(ctx, "/api/now/table/sc_item_option_mtom", p, &page); err != nil {
+		return nil, fmt.Errorf("reading catalog variables of RITM %s: %w", id, err)
+	}
+	out := map[string]string{}
+	for _, r := range page.Result {
+		out[r.get("sc_item_option.item_option_new.name")] = r.get("sc_item_option.value")
+	}
+	return out, nil
+}
+
+// Report implements isync.Source with ONE PATCH carrying work_notes, and for a
+// result also state and close_notes. When the PATCH's outcome is unknown (a
+// timeout, a reset connection, a 5xx), it re-reads instead of resending: the
+// RITM's state for a result, the work-note journal for a blocked note.
+func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) error {
+	if !sysIDRe.MatchString(t.ID) {
+		return fmt.Errorf("servicenow: %q is not a RITM sys_id", t.ID)
+	}
+	note := renderNote(r)
+	body := map[string]string{"work_notes": note}
+	target := ""
+	switch r.Outcome {
+	case isync.OutcomeProvisioned:
+		target = s.o.ClosedComplete
+	case isync.OutcomeRejected:
+		target = s.o.ClosedIncomplete
+	}
+	if target != "" {
+		body["state"] = target
+		body["close_notes"] = clean(r.Summary, maxCloseNotes)
+	}
+	p := url.Values{"sysparm_fields": {"sys_id,state,sys_mod_count"}}
+	_, err := s.c.do(ctx, http.MethodPatch, table+"/"+t.ID, p, body, nil)
+	if err == nil || !ambiguous(err) {
+		if err != nil {
+			return fmt.Errorf("updating RITM %s: %w", t.Key, err)
+		}
+		return nil
+	}
+	// The PATCH may have landed: look before doing anything else.
+	landed, verr := s.landed(context.WithoutCancel(ctx), t, r, target)
+	if verr != nil {
+		return fmt.Errorf("updating RITM %s: %w (and checking whether it landed failed: %v)", t.Key, err, verr)
+	}
+	if landed {
+		s.o.Logger.Info().Str("source", Name).Str("ticket", t.Key).Err(err).Msg("write-back answer was lost but the update landed; not resending")
+		return nil
+	}
+	return isync.Retryable(fmt.Errorf("updating RITM %s: %w", t.Key, err))
+}
+
+// ambiguous reports whether a failed write may nevertheless have been applied.
+func ambiguous(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status >= 500
+	}
+	return true // transport errors, timeouts, HTML pages, undecodable bodies
+}
+
+func (s *Source) landed(ctx context.Context, t isync.Ticket, r isync.Report, target string) (bool, error) {
+	if target != "" {
+		cur, err := s.Get(ctx, t.ID)
+		if err != nil {
+			return false, err
+		}
+		return cur.Closed, nil
+	}
+	p := url.Values{
+		"sysparm_query":  {"element_id=" + t.ID + "^element=work_notes^ORDERBYDESCsys_created_on"},
+		"sysparm_fields": {"value"},
+		"sysparm_limit":  {"50"},
+	}
+	var page listResponse
+	if _, err := s.c.list(ctx, "/api/now/table/sys_journal_field", p, &page); err != nil {
+		return false, err
+	}
+	want := renderNote(r)
+	for _, e := range page.Result {
+		if strings.TrimSpace(e.get("value")) == strings.TrimSpace(want) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Check makes one authenticated read, for `validate --online` and readiness.
+func (s *Source) Check(ctx context.Context) error {
+	p := url.Values{"sysparm_query": {"cat_item=" + s.o.CatalogItem}, "sysparm_fields": {"sys_id"}, "sysparm_limit": {"1"}}
+	var page listResponse
+	if _, err := s.c.list(ctx, table, p, &page); err != nil {
+		return fmt.Errorf("servicenow: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,290 @@
+package servicenow_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	stdsync "sync"
+	"testing"
+	"time"
+
+	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
+	snfake "github.com/chainguard-dev/image-request-bridge/internal/fake/servicenow"
+	"github.com/chainguard-dev/image-request-bridge/internal/secret"
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+)
+
+const catItem = "3f1dd0320a0a0b99000a53f7604a2ef9"
+
+func newSource(t *testing.T, fake *snfake.Server, mod func(*servicenow.Options)) *servicenow.Source {
+	t.Helper()
+	o := servicenow.Options{
+		InstanceURL:  fake.URL(),
+		Auth:         servicenow.Auth{Username: snfake.DefaultUser, Password: secret.New(snfake.DefaultPassword)},
+		CatalogItem:  catItem,
+		PageSize:     10,
+		Timeout:      3 * time.Second,
+		RetryWaitMax: 2 * time.Second,
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	s, err := servicenow.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func seed(fake *snfake.Server, n int, image string) []snfake.RITM {
+	var out []snfake.RITM
+	for i := 0; i < n; i++ {
+		out = append(out, fake.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": image, "justification": "why"}}))
+	}
+	return out
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func result(key string) isync.Report {
+	return isync.Report{Outcome: isync.OutcomeProvisioned, Marker: isync.Marker(key, "ibr-test"), Summary: "done",
+		Fields: []isync.Field{{Name: "Result", Value: "Provisioned"}}}
+}
+
+// Closing tickets while paging (what the engine does) must not skip any:
+// offset paging over the shrinking result would skip half of them.
+func TestApprovedKeysetPagingWhileClosing(t *testing.T) {
+	fake := snfake.New()
+	defer fake.Close()
+	want := map[string]bool{}
+	for _, r := range seed(fake, 45, "python") {
+		want[r.SysID] = true
+	}
+	src := newSource(t, fake, nil)
+	seen := map[string]int{}
+	err := src.Approved(ctx(t), func(tk isync.Ticket) error {
+		seen[tk.ID]++
+		if !tk.Open || tk.Image != "python" || tk.Justification != "why" || !strings.HasPrefix(tk.Key, "RITM") {
+			t.Errorf("ticket decoded wrongly: %+v", tk)
+		}
+		return src.Report(ctx(t), tk, result(tk.Key))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range want {
+		if seen[id] != 1 {
+			t.Errorf("RITM %s seen %d times, want 1", id, seen[id])
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("saw %d tickets, want %d", len(seen), len(want))
+	}
+}
+
+func TestApprovedFiltersAndDecodes(t *testing.T) {
+	fake := snfake.New()
+	defer fake.Close()
+	ok := fake.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": " python:latest-dev ", "team": "web"}})
+	fake.AddRITM(snfake.RITM{CatItem: catItem, Approval: "requested", Variables: map[string]string{"image_name": "node"}})
+	fake.AddRITM(snfake.RITM{CatItem: "ffffffffffffffffffffffffffffffff", Variables: map[string]string{"image_name": "go"}})
+	closed := fake.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "redis"}})
+	fake.Update(closed.SysID, func(r *snfake.RITM) { r.State = "3" })
+	src := newSource(t, fake, func(o *servicenow.Options) { o.ExtraVariables = []string{"team"} })
+	var got []isync.Ticket
+	if err := src.Approved(ctx(t), func(tk isync.Ticket) error { got = append(got, tk); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != ok.SysID || got[0].Fields["team"] != "web" || got[0].Image != " python:latest-dev " {
+		t.Fatalf("got %+v", got)
+	}
+	tk, err := src.Get(ctx(t), closed.SysID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tk.Open || !tk.Closed {
+		t.Errorf("closed RITM read as open=%v closed=%v", tk.Open, tk.Closed)
+	}
+}
+
+func TestErrorsAreClear(t *testing.T) {
+	cases := map[string]struct {
+		fault snfake.Fault
+		want  string
+	}{
+		"hibernating instance": {snfake.Fault{HTML: true, Times: 10}, "HTML page"},
+		"acl":                  {snfake.Fault{Status: 403, Times: 10}, "HTTP 403"},
+		"truncated json":       {snfake.Fault{Body: `{"result":[{"sys_id":"a1b2`, Times: 10}, "decoding response"},
+		"transaction quota":    {snfake.Fault{Status: 500, Times: 10}, "Transaction cancelled"},
+		"long rate limit":      {snfake.Fault{Status: 429, RetryAfter: 1800, Times: 10}, "retry after 30m0s"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			fake := snfake.New()
+			defer fake.Close()
+			seed(fake, 1, "python")
+			src := newSource(t, fake, func(o *servicenow.Options) { o.RetryMax = 1; o.RetryWaitMax = 10 * time.Millisecond })
+			fake.InjectFault(c.fault)
+			err := src.Approved(ctx(t), func(isync.Ticket) error { return nil })
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), snfake.DefaultPassword) {
+				t.Fatal("error leaks the password")
+			}
+		})
+	}
+}
+
+// A short Retry-After is honoured in place and the listing succeeds.
+func TestRateLimitRetryAfter(t *testing.T) {
+	fake := snfake.New()
+	defer fake.Close()
+	seed(fake, 3, "python")
+	src := newSource(t, fake, nil)
+	fake.InjectFault(snfake.Fault{Method: "GET", Status: 429, RetryAfter: 1})
+	start := time.Now()
+	n := 0
+	if err := src.Approved(ctx(t), func(isync.Ticket) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Fatalf("listed %d", n)
+	}
+	if waited := time.Since(start); waited < 900*time.Millisecond {
+		t.Errorf("Retry-After: 1 not honoured (answered after %s)", waited)
+	}
+}
+
+// A PATCH that fails with a 5xx is never resent blindly.
+func TestReportNotResentAfterAmbiguousFailure(t *testing.T) {
+	fake := snfake.New()
+	defer fake.Close()
+	r := seed(fake, 1, "python")[0]
+	src := newSource(t, fake, nil)
+	tk, err := src.Get(ctx(t), r.SysID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.InjectFault(snfake.Fault{Method: "PATCH", Status: 503})
+	err = src.Report(ctx(t), tk, result(tk.Key))
+	if isync.ClassOf(err) != isync.ClassRetryable || err == nil {
+		t.Fatalf("err = %v, want a retryable error", err)
+	}
+	patches := 0
+	for _, req := range fake.Requests() {
+		if req.Method == "PATCH" {
+			patches++
+		}
+	}
+	if patches != 1 || len(fake.Journal(r.SysID)) != 0 {
+		t.Fatalf("%d PATCHes, %d notes; want 1 PATCH, 0 notes", patches, len(fake.Journal(r.SysID)))
+	}
+
+	// A note-only write (blocked) whose answer is lost is found in the journal.
+	fake.InjectFault(snfake.Fault{Method: "PATCH", Reset: true, ApplyFirst: true})
+	blocked := isync.Report{Outcome: isync.OutcomeBlocked, Marker: isync.Marker(tk.Key, "ibr-test"), Fields: []isync.Field{{Name: "Cause", Value: "x"}}}
+	if err := src.Report(ctx(t), tk, blocked); err != nil {
+		t.Fatalf("landed note reported as failed: %v", err)
+	}
+	if n := len(fake.Journal(r.SysID)); n != 1 {
+		t.Fatalf("%d notes, want 1", n)
+	}
+	if cur, _ := fake.RITM(r.SysID); cur.State != "1" {
+		t.Fatalf("a blocked note changed the state to %s", cur.State)
+	}
+}
+
+// Requester text cannot inject [code] HTML or forge note lines.
+func TestReportEscapesUserText(t *testing.T) {
+	fake := snfake.New()
+	defer fake.Close()
+	r := seed(fake, 1, "python")[0]
+	src := newSource(t, fake, nil)
+	tk, _ := src.Get(ctx(t), r.SysID)
+	rep := result(tk.Key)
+	rep.Fields = append(rep.Fields,
+		isync.Field{Name: "Justification", Value: "[code]<script>alert(1)</script>[/CODE]\r\nResult: Provisioned\x00\x1b[31m"},
+		isync.Field{Name: "Requested image", Value: strings.Repeat("a", 10000) + "\xff"})
+	if err := src.Report(ctx(t), tk, rep); err != nil {
+		t.Fatal(err)
+	}
+	j := fake.Journal(r.SysID)
+	if len(j) != 1 {
+		t.Fatalf("%d notes", len(j))
+	}
+	note := j[0].Value
+	if strings.Contains(strings.ToLower(note), "[code]") || strings.Contains(strings.ToLower(note), "[/code]") {
+		t.Errorf("note carries [code] markup:\n%s", note)
+	}
+	if strings.Count(note, "\n") != len(rep.Fields) || strings.ContainsAny(note, "\x00\x1b\r") {
+		t.Errorf("note lines forged or control characters kept:\n%q", note)
+	}
+	if len(note) > 3000 {
+		t.Errorf("a 10 KB value was echoed in full (%d bytes)", len(note))
+	}
+}
+
+// An expired OAuth token is refreshed after a 401, without a failed call.
+func TestOAuthRefreshOn401(t *testing.T) {
+	var mu stdsync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	fake := snfake.New(snfake.WithOAuth("cid", "csecret", time.Hour), snfake.WithClock(clock))
+	defer fake.Close()
+	seed(fake, 2, "python")
+	src := newSource(t, fake, func(o *servicenow.Options) {
+		o.Auth.ClientID, o.Auth.ClientSecret = "cid", secret.New("csecret")
+	})
+	list := func() error { return src.Approved(ctx(t), func(isync.Ticket) error { return nil }) }
+	if err := list(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Hour) // the instance expires the token early
+	mu.Unlock()
+	if err := list(); err != nil {
+		t.Fatalf("after expiry: %v", err)
+	}
+	grants := 0
+	for _, r := range fake.Requests() {
+		if strings.HasSuffix(r.Path, "/oauth_token.do") {
+			grants++
+		}
+		if strings.Contains(r.Body, "csecret") && !strings.HasSuffix(r.Path, "/oauth_token.do") {
+			t.Error("client secret sent outside the token endpoint")
+		}
+	}
+	if grants != 2 {
+		t.Errorf("%d token grants, want 2 (initial + refresh)", grants)
+	}
+
+	// Wrong client secret: a clear error that names the setting, not the secret.
+	bad := newSource(t, fake, func(o *servicenow.Options) {
+		o.Auth.ClientID, o.Auth.ClientSecret = "cid", secret.New("wrong-secret-value")
+	})
+	err := bad.Approved(ctx(t), func(isync.Ticket) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "client_secret") || strings.Contains(err.Error(), "wrong-secret-value") {
+		t.Fatalf("err = %v", err)
+	}
+	var e *isync.Error
+	if !errors.As(err, &e) || e.Class != isync.ClassBlocked {
+		t.Errorf("a refused grant should be a blocked error, got %v", err)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	for name, o := range map[string]servicenow.Options{
+		"bad catalog item": {InstanceURL: "https://x.service-now.com", CatalogItem: "RITM1"},
+		"bad url":          {InstanceURL: "x.service-now.com", CatalogItem: catItem},
+		"bad variable":     {InstanceURL: "https://x.service-now.com", CatalogItem: catItem, ImageVariable: "image^name"},
+	} {
+		if _, err := servicenow.New(o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -1,0 +1,521 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	stdsync "sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Options tune the engine. Zero values take the defaults shown.
+type Options struct {
+	Instance         string        // this bridge's identity: lease owner and audit actor (default "bridge")
+	Version          string        // bridge version, named in notes (default "dev")
+	Concurrency      int           // tickets processed at once (default 4)
+	Lease            time.Duration // how long a claimed ticket is reserved (default 5m)
+	BackoffMin       time.Duration // first retry delay after a retryable or blocked error (default 30s)
+	BackoffMax       time.Duration // retry delay cap (default 1h)
+	ProvisionTimeout time.Duration // deadline of one provisioning call (default 60s)
+	Now              func() time.Time
+	Logger           zerolog.Logger
+	// Observer, when set, is told of every ticket outcome (metrics, demo tables).
+	Observer func(Event)
+}
+
+// Event is one thing that happened to a ticket during a pass.
+type Event struct {
+	Source    string
+	TicketID  string
+	Key       string
+	RequestID string
+	Decision  Decision
+	Detail    string
+	Duration  time.Duration // provisioning call latency, when one was made
+}
+
+// Engine reconciles approved tickets into provisioned images.
+type Engine struct {
+	store   Store
+	prov    Provisioner
+	sources map[string]Source
+	order   []string
+	o       Options
+	log     zerolog.Logger
+
+	mu       stdsync.Mutex
+	inflight map[string]bool // source/ticket ids being processed in this process
+}
+
+// New builds an engine over the given store, provisioner and sources.
+func New(store Store, prov Provisioner, sources []Source, o Options) *Engine {
+	if o.Instance == "" {
+		o.Instance = "bridge"
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.Lease <= 0 {
+		o.Lease = 5 * time.Minute
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 30 * time.Second
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = time.Hour
+	}
+	if o.ProvisionTimeout <= 0 {
+		o.ProvisionTimeout = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	e := &Engine{store: store, prov: prov, sources: map[string]Source{}, o: o, log: o.Logger, inflight: map[string]bool{}}
+	for _, s := range sources {
+		e.sources[s.Name()] = s
+		e.order = append(e.order, s.Name())
+	}
+	return e
+}
+
+// Stats counts what a pass did, by decision.
+type Stats struct {
+	Listed    int
+	Decisions map[Decision]int
+	Skipped   int // listed but not due (backoff), leased elsewhere, or already done
+	Errors    int // tickets whose processing failed and will be retried
+}
+
+func (s *Stats) add(o Stats) {
+	s.Listed += o.Listed
+	s.Skipped += o.Skipped
+	s.Errors += o.Errors
+	for d, n := range o.Decisions {
+		s.Decisions[d] += n
+	}
+}
+
+// Pass runs one reconcile pass over the named sources (all when none are named):
+// every approved ticket is processed by a bounded worker pool while the source
+// is still paging, then unfinished store records the listing did not show are
+// re-driven (their ticket is re-read first). The error reports sources that
+// could not be listed; per-ticket failures are logged, counted and retried on a
+// later pass.
+func (e *Engine) Pass(ctx context.Context, names ...string) (Stats, error) {
+	if len(names) == 0 {
+		names = e.order
+	}
+	total := Stats{Decisions: map[Decision]int{}}
+	var errs []error
+	for _, n := range names {
+		src, ok := e.sources[n]
+		if !ok {
+			errs = append(errs, fmt.Errorf("unknown source %q", n))
+			continue
+		}
+		st, err := e.passSource(ctx, src)
+		total.add(st)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n, err))
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+type job struct {
+	t          Ticket
+	recovering bool // the ticket was re-read for an unfinished record
+}
+
+func (e *Engine) passSource(ctx context.Context, src Source) (Stats, error) {
+	st := Stats{Decisions: map[Decision]int{}}
+	var stMu stdsync.Mutex
+	jobs := make(chan job)
+	var wg stdsync.WaitGroup
+	for i := 0; i < e.o.Concurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				d, err := e.process(ctx, src, j.t)
+				stMu.Lock()
+				switch {
+				case err != nil:
+					st.Errors++
+				case d == "":
+					st.Skipped++
+				default:
+					st.Decisions[d]++
+				}
+				stMu.Unlock()
+			}
+		}()
+	}
+
+	seen := map[string]bool{}
+	listErr := src.Approved(ctx, func(t Ticket) error {
+		if seen[t.ID] {
+			return nil // a ticket that moved while the source paged
+		}
+		seen[t.ID] = true
+		st.Listed++
+		select {
+		case jobs <- job{t: t}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+
+	// Records the listing did not show: a write-back that landed before a crash,
+	// or a ticket closed or withdrawn by a person. Re-read each one.
+	var recErr error
+	if listErr == nil {
+		var pending []Record
+		recErr = e.store.Unfinished(ctx, src.Name(), func(r Record) error {
+			if !seen[r.TicketID] {
+				pending = append(pending, r)
+			}
+			return nil
+		})
+		for _, r := range pending {
+			if ctx.Err() != nil {
+				break
+			}
+			t, err := src.Get(ctx, r.TicketID)
+			if err != nil {
+				e.ticketLog(r.Source, r.Key, r.RequestID).Warn().Err(err).Msg("re-reading an unfinished ticket failed; will retry next pass")
+				stMu.Lock()
+				st.Errors++
+				stMu.Unlock()
+				continue
+			}
+			select {
+			case jobs <- job{t: t, recovering: true}:
+			case <-ctx.Done():
+			}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if listErr != nil {
+		return st, fmt.Errorf("listing approved tickets: %w", listErr)
+	}
+	if recErr != nil {
+		return st, fmt.Errorf("reading unfinished records: %w", recErr)
+	}
+	return st, ctx.Err()
+}
+
+// HandleTicket re-reads one ticket from its source and processes it now. It is
+// the webhook path: the caller only knows an id, the source is the truth.
+func (e *Engine) HandleTicket(ctx context.Context, source, id string) (Decision, error) {
+	src, ok := e.sources[source]
+	if !ok {
+		return "", fmt.Errorf("unknown source %q", source)
+	}
+	t, err := src.Get(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("re-reading %s ticket %s: %w", source, id, err)
+	}
+	if !t.Open {
+		e.log.Debug().Str("source", source).Str("ticket", t.Key).Msg("ticket is not approved and open; nothing to do")
+		return "", nil
+	}
+	return e.process(ctx, src, t)
+}
+
+func (e *Engine) ticketLog(source, key, requestID string) *zerolog.Logger {
+	l := e.log.With().Str("source", source).Str("ticket", key).Str("request_id", requestID).Logger()
+	return &l
+}
+
+func (e *Engine) backoff(attempts int) time.Duration {
+	d := e.o.BackoffMin
+	for i := 1; i < attempts && d < e.o.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, e.o.BackoffMax)
+}
+
+// process drives one ticket as far as it can go now. It returns the last
+// decision taken ("" when the ticket was skipped).
+func (e *Engine) process(ctx context.Context, src Source, t Ticket) (Decision, error) {
+	key := src.Name() + "/" + t.ID
+	e.mu.Lock()
+	if e.inflight[key] {
+		e.mu.Unlock()
+		return "", nil // coalesced with running work
+	}
+	e.inflight[key] = true
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.inflight, key)
+		e.mu.Unlock()
+	}()
+
+	// Store writes must land even when ctx is cancelled mid-ticket (shutdown):
+	// the state they record is what makes recovery safe.
+	sctx := context.WithoutCancel(ctx)
+	now := e.o.Now()
+	rec, ok, err := e.store.Claim(sctx, src.Name(), t.ID, t.Key, e.o.Instance, now, now.Add(e.o.Lease))
+	if err != nil {
+		return "", fmt.Errorf("claiming %s: %w", t.Key, err)
+	}
+	log := e.ticketLog(src.Name(), t.Key, rec.RequestID)
+	if !ok {
+		log.Debug().Str("lease_owner", rec.LeaseOwner).Msg("ticket leased by another bridge instance; skipped")
+		return "", nil
+	}
+	defer func() {
+		if err := e.store.Release(sctx, src.Name(), t.ID, e.o.Instance); err != nil {
+			log.Warn().Err(err).Msg("releasing lease failed; it expires by itself")
+		}
+	}()
+	w := &worker{e: e, src: src, t: t, rec: rec, log: log, sctx: sctx}
+	return w.run(ctx)
+}
+
+// worker carries one claimed ticket through its states.
+type worker struct {
+	e    *Engine
+	src  Source
+	t    Ticket
+	rec  Record
+	log  *zerolog.Logger
+	sctx context.Context
+	last Decision
+}
+
+func (w *worker) run(ctx context.Context) (Decision, error) {
+	now := w.e.o.Now()
+	switch w.rec.State {
+	case StateDone:
+		if w.t.Open {
+			w.log.Warn().Msg("ticket is open again after the bridge closed it; leaving it alone (use `bridge replay` to re-drive it)")
+		}
+		return "", nil
+	case StateProvisioned, StateRejected:
+		// A write-back may have landed before a crash: the ticket is the truth.
+		if !w.rec.NextAttemptAt.IsZero() && now.Before(w.rec.NextAttemptAt) {
+			return "", nil
+		}
+		return w.writeBack(ctx, true)
+	}
+	if !w.t.Open {
+		if !w.t.Closed {
+			return "", nil // not (or no longer) approved: wait for the approval
+		}
+		// Closed by a person before the bridge acted.
+		w.rec.State = StateDone
+		w.rec.LastError = ""
+		if err := w.save(); err != nil {
+			return "", err
+		}
+		w.audit(DecisionClosedElsewhere, "ticket closed before the bridge acted; nothing provisioned")
+		return w.last, nil
+	}
+	if !w.rec.NextAttemptAt.IsZero() && now.Before(w.rec.NextAttemptAt) {
+		return "", nil // backing off
+	}
+	return w.provision(ctx)
+}
+
+func (w *worker) save() error {
+	w.rec.UpdatedAt = w.e.o.Now()
+	if err := w.e.store.Save(w.sctx, &w.rec); err != nil {
+		return fmt.Errorf("saving %s state %s: %w", w.t.Key, w.rec.State, err)
+	}
+	return nil
+}
+
+func (w *worker) audit(d Decision, detail string) {
+	w.last = d
+	entry := AuditEntry{
+		Time: w.e.o.Now(), Source: w.src.Name(), TicketID: w.t.ID, Key: w.t.Key, RequestID: w.rec.RequestID,
+		Requester: w.t.Requester, Approver: w.t.Approver, Image: w.t.Image, Justification: w.t.Justification,
+		Decision: d, RepoID: w.rec.Result.RepoID, Detail: detail, Actor: w.e.o.Instance,
+	}
+	if err := w.e.store.Append(w.sctx, entry); err != nil {
+		w.log.Error().Err(err).Str("decision", string(d)).Msg("writing audit row failed")
+	}
+	w.log.Info().Str("decision", string(d)).Str("image", w.t.Image).Str("repo_id", w.rec.Result.RepoID).Msg(detail)
+	if w.e.o.Observer != nil {
+		w.e.o.Observer(Event{Source: w.src.Name(), TicketID: w.t.ID, Key: w.t.Key, RequestID: w.rec.RequestID, Decision: d, Detail: detail})
+	}
+}
+
+func (w *worker) provision(ctx context.Context) (Decision, error) {
+	wasInFlight := w.rec.State == StateProvisioning
+	w.rec.Image = w.t.Image
+	if w.rec.Key == "" {
+		w.rec.Key = w.t.Key
+	}
+	ref, err := w.e.prov.ParseImage(w.t.Image)
+	if err != nil {
+		return w.reject(ctx, err)
+	}
+
+	w.rec.State = StateProvisioning
+	w.rec.Attempts++
+	if err := w.save(); err != nil {
+		return "", err
+	}
+	pctx, cancel := context.WithTimeout(ctx, w.e.o.ProvisionTimeout)
+	start := time.Now()
+	res, err := w.e.prov.Provision(pctx, ref)
+	cancel()
+	elapsed := time.Since(start)
+	if w.e.o.Observer != nil {
+		w.e.o.Observer(Event{Source: w.src.Name(), TicketID: w.t.ID, Key: w.t.Key, RequestID: w.rec.RequestID, Decision: "provision_call", Duration: elapsed})
+	}
+	if err != nil {
+		switch ClassOf(err) {
+		case ClassRejected:
+			return w.reject(ctx, err)
+		case ClassBlocked:
+			return w.block(ctx, err)
+		default:
+			return w.retry(ctx, err)
+		}
+	}
+	if res.AlreadyPresent && wasInFlight {
+		// ALREADY_EXISTS for a ticket the store shows in flight: our own earlier
+		// attempt created it before its outcome was recorded.
+		res.AlreadyPresent = false
+	}
+	w.rec.State = StateProvisioned
+	w.rec.Result = res
+	w.rec.BlockedCause, w.rec.LastError, w.rec.NextAttemptAt = "", "", time.Time{}
+	if err := w.save(); err != nil {
+		return "", err
+	}
+	if res.AlreadyPresent {
+		w.audit(DecisionAlreadyPresent, "image already present: "+res.PullRef)
+	} else {
+		w.audit(DecisionProvisioned, "provisioned "+res.PullRef+" via "+res.Method)
+	}
+	return w.writeBack(ctx, false)
+}
+
+func (w *worker) reject(ctx context.Context, cause error) (Decision, error) {
+	w.rec.State = StateRejected
+	w.rec.Reason = ReasonOf(cause)
+	w.rec.BlockedCause, w.rec.LastError, w.rec.NextAttemptAt = "", "", time.Time{}
+	if err := w.save(); err != nil {
+		return "", err
+	}
+	w.audit(DecisionRejected, w.rec.Reason)
+	return w.writeBack(ctx, false)
+}
+
+func (w *worker) retry(ctx context.Context, cause error) (Decision, error) {
+	w.rec.LastError = cause.Error()
+	w.rec.NextAttemptAt = w.e.o.Now().Add(w.e.backoff(w.rec.Attempts))
+	if ctx.Err() != nil {
+		// Interrupted by shutdown, not by the upstream: retry as soon as we run again.
+		w.rec.NextAttemptAt = time.Time{}
+	}
+	if err := w.save(); err != nil {
+		return "", err
+	}
+	w.audit(DecisionRetry, fmt.Sprintf("attempt %d failed, retrying after %s: %v", w.rec.Attempts, w.rec.NextAttemptAt.Format(time.RFC3339), cause))
+	return w.last, nil
+}
+
+func (w *worker) block(ctx context.Context, cause error) (Decision, error) {
+	w.rec.State = StateBlocked
+	w.rec.BlockedCause = CauseOf(cause)
+	if w.rec.BlockedCause == "" {
+		w.rec.BlockedCause = "unspecified"
+	}
+	w.rec.LastError = ReasonOf(cause)
+	w.rec.NextAttemptAt = w.e.o.Now().Add(w.e.backoff(w.rec.Attempts))
+	if err := w.save(); err != nil {
+		return "", err
+	}
+	w.audit(DecisionBlocked, w.rec.BlockedCause+": "+w.rec.LastError)
+	if w.rec.NotedCause == w.rec.BlockedCause {
+		return w.last, nil // this cause is already on the ticket
+	}
+	r := blockedReport(w.rec, w.t, w.noteContext())
+	if err := w.src.Report(ctx, w.t, r); err != nil {
+		w.log.Warn().Err(err).Msg("writing the blocked note failed; will retry with the next attempt")
+		return w.last, fmt.Errorf("blocked note on %s: %w", w.t.Key, err)
+	}
+	w.rec.NotedCause = w.rec.BlockedCause
+	if err := w.save(); err != nil {
+		return "", err
+	}
+	w.audit(DecisionNoted, "blocked note written; ticket left open")
+	return w.last, nil
+}
+
+func (w *worker) noteContext() noteContext {
+	return noteContext{instance: w.e.o.Instance, version: w.e.o.Version, now: w.e.o.Now()}
+}
+
+// writeBack writes the result note and closes the ticket in one source call.
+// When recovering, the ticket is re-read first: if it is no longer open, the
+// earlier write landed (or a person closed it) and nothing is written again.
+func (w *worker) writeBack(ctx context.Context, recovering bool) (Decision, error) {
+	if recovering {
+		cur, err := w.src.Get(ctx, w.t.ID)
+		if err != nil {
+			return w.writeBackFailed(fmt.Errorf("re-reading before write-back: %w", err))
+		}
+		w.t = cur
+		if cur.Closed {
+			w.rec.State = StateDone
+			w.rec.LastError, w.rec.NextAttemptAt = "", time.Time{}
+			if err := w.save(); err != nil {
+				return "", err
+			}
+			w.audit(DecisionReported, "ticket already closed; result note not written again")
+			return w.last, nil
+		}
+	}
+	var r Report
+	if w.rec.State == StateRejected {
+		r = rejectedReport(w.rec, w.t, w.noteContext())
+	} else {
+		r = provisionedReport(w.rec, w.t, w.noteContext())
+	}
+	if err := w.src.Report(ctx, w.t, r); err != nil {
+		return w.writeBackFailed(err)
+	}
+	w.rec.State = StateDone
+	w.rec.LastError, w.rec.NextAttemptAt = "", time.Time{}
+	if err := w.save(); err != nil {
+		return "", err
+	}
+	w.audit(DecisionReported, "result note written and ticket closed: "+r.Summary)
+	return w.last, nil
+}
+
+func (w *worker) writeBackFailed(cause error) (Decision, error) {
+	w.rec.LastError = cause.Error()
+	w.rec.NextAttemptAt = w.e.o.Now().Add(w.e.backoff(1))
+	if err := w.save(); err != nil {
+		return "", err
+	}
+	w.log.Warn().Err(cause).Msg("write-back failed; the ticket is re-read and the note retried later")
+	return w.last, fmt.Errorf("write-back to %s: %w", w.t.Key, cause)
+}
+
+// SortedDecisions lists a Stats' decisions in a stable order, for printing.
+func (s Stats) SortedDecisions() []Decision {
+	var out []Decision
+	for d := range s.Decisions {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

@@ -1,0 +1,356 @@
+package sync_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	stdsync "sync"
+	"testing"
+	"time"
+
+	snfake "github.com/chainguard-dev/image-request-bridge/internal/fake/servicenow"
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+	"google.golang.org/grpc/codes"
+)
+
+func TestServiceNowOutcomes(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.cg.AddOrgRepo("node")
+
+	valid := h.ritm("python:latest-dev", nil)
+	present := h.ritm("node:20", nil)
+	unknown := h.ritm("pythn", nil)
+	invalid := h.ritm("docker.io/library/python:3.12", nil)
+	notApproved := h.ritm("python", func(r *snfake.RITM) { r.Approval = "requested" })
+	otherItem := h.ritm("python", func(r *snfake.RITM) { r.CatItem = otherCat })
+
+	e := h.engine()
+	h.pass(e)
+
+	// Approved valid image: one repo created, closed complete, one note naming
+	// the pull reference and the repo id.
+	if got := h.state(valid.SysID); got != "3" {
+		t.Errorf("valid: state = %q, want 3", got)
+	}
+	var pyRepo string
+	for _, r := range h.cg.OrgRepos() {
+		if r.GetName() == "python" {
+			pyRepo = r.GetId()
+		}
+	}
+	if pyRepo == "" {
+		t.Fatalf("valid: no python repo in the org; repos: %v", h.cg.OrgRepos())
+	}
+	notes := h.notes(valid.SysID)
+	if len(notes) != 1 {
+		t.Fatalf("valid: %d notes, want 1: %q", len(notes), notes)
+	}
+	for _, want := range []string{"cgr.dev/" + orgName + "/python:latest-dev", pyRepo, valid.Number, "[image-request-bridge]"} {
+		if !strings.Contains(notes[0], want) {
+			t.Errorf("valid: note lacks %q:\n%s", want, notes[0])
+		}
+	}
+	if r, _ := h.sn.RITM(valid.SysID); !strings.Contains(r.CloseNotes, "python:latest-dev") {
+		t.Errorf("valid: close_notes = %q", r.CloseNotes)
+	}
+
+	// Already present: no second repo, closed complete, one note.
+	n := 0
+	for _, r := range h.cg.OrgRepos() {
+		if r.GetName() == "node" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("already present: %d node repos, want 1", n)
+	}
+	if got := h.state(present.SysID); got != "3" {
+		t.Errorf("already present: state = %q, want 3", got)
+	}
+	if notes := h.notes(present.SysID); len(notes) != 1 || !strings.Contains(notes[0], "Already present") {
+		t.Errorf("already present: notes = %q", notes)
+	}
+
+	// Unknown image: closed incomplete, one note suggesting the closest names.
+	if got := h.state(unknown.SysID); got != "4" {
+		t.Errorf("unknown: state = %q, want 4", got)
+	}
+	if notes := h.notes(unknown.SysID); len(notes) != 1 || !strings.Contains(notes[0], "python") || !strings.Contains(strings.ToLower(notes[0]), "did you mean") {
+		t.Errorf("unknown: notes = %q", notes)
+	}
+
+	// Invalid reference: closed incomplete with the reason.
+	if got := h.state(invalid.SysID); got != "4" {
+		t.Errorf("invalid: state = %q, want 4", got)
+	}
+	if notes := h.notes(invalid.SysID); len(notes) != 1 || !strings.Contains(notes[0], "Reason: ") || !strings.Contains(notes[0], "docker.io") {
+		t.Errorf("invalid: notes = %q", notes)
+	}
+
+	// Not approved, or another catalog item: not touched at all.
+	for name, r := range map[string]snfake.RITM{"not approved": notApproved, "other catalog item": otherItem} {
+		if got := h.requestsFor(r.SysID); got != 0 {
+			t.Errorf("%s: %d requests named it, want 0", name, got)
+		}
+		if cur, _ := h.sn.RITM(r.SysID); cur.State != "1" || cur.SysModCount != r.SysModCount {
+			t.Errorf("%s: changed: state %q mod %d", name, cur.State, cur.SysModCount)
+		}
+	}
+
+	// Only the two provisionable images reached Chainguard.
+	if got := h.cg.CountCalls("CreateRepo"); got != 2 {
+		t.Errorf("CreateRepo calls = %d, want 2 (python, node)", got)
+	}
+
+	// A second pass makes no write anywhere.
+	snW, cgW := h.writes()
+	h.pass(h.engine())
+	snW2, cgW2 := h.writes()
+	if snW2 != snW || cgW2 != cgW {
+		t.Errorf("second pass wrote: servicenow %d→%d, chainguard %d→%d", snW, snW2, cgW, cgW2)
+	}
+
+	// Every decision left an audit row.
+	var decisions []string
+	if err := h.store.Audit(context.Background(), storeAuditAll(), func(a isync.AuditEntry) error {
+		decisions = append(decisions, a.Key+":"+string(a.Decision))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{valid.Number + ":provisioned", valid.Number + ":reported", present.Number + ":already_present", unknown.Number + ":rejected", invalid.Number + ":rejected"} {
+		if !contains(decisions, want) {
+			t.Errorf("audit lacks %s; have %v", want, decisions)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// 250 approved RITMs over pages of 20, while the bridge closes them as it pages:
+// each is processed exactly once, and a second pass writes nothing.
+func TestServiceNowPagingBacklog(t *testing.T) {
+	h := newHarness(t, harnessOpts{pageSize: 20, concurrency: 8})
+	images := []string{"python", "node:20", "go", "nginx:latest", "redis", "jdk", "curl:latest-dev"}
+	var ids []string
+	for i := 0; i < 250; i++ {
+		ids = append(ids, h.ritm(images[i%len(images)], nil).SysID)
+	}
+	// Noise that must stay untouched, interleaved in sys_id order.
+	for i := 0; i < 30; i++ {
+		h.ritm("python", func(r *snfake.RITM) { r.Approval = "requested" })
+	}
+	st := h.pass(h.engine())
+	if st.Listed != 250 {
+		t.Errorf("listed %d, want 250", st.Listed)
+	}
+	for _, id := range ids {
+		if p := h.patches(id); p != 1 {
+			t.Fatalf("RITM %s: %d PATCHes, want 1", id, p)
+		}
+		if notes := h.notes(id); len(notes) != 1 {
+			t.Fatalf("RITM %s: %d notes, want 1", id, len(notes))
+		}
+		if s := h.state(id); s != "3" {
+			t.Fatalf("RITM %s: state %q, want 3", id, s)
+		}
+	}
+	if got := h.cg.CountCalls("CreateRepo"); got != 250 {
+		t.Errorf("CreateRepo calls = %d, want 250 (one per ticket)", got)
+	}
+	if got := len(h.cg.OrgRepos()); got != len(images) {
+		t.Errorf("org repos = %d, want %d", got, len(images))
+	}
+	snW, cgW := h.writes()
+	h.pass(h.engine())
+	if a, b := h.writes(); a != snW || b != cgW {
+		t.Errorf("second pass wrote: servicenow %d→%d, chainguard %d→%d", snW, a, cgW, b)
+	}
+}
+
+// PERMISSION_DENIED keeps the RITM open with one note; later passes add none;
+// once the role is fixed the ticket completes with its result note.
+func TestServiceNowPermissionDeniedNotesOnce(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.cg.DenyCapability("CreateRepo", true)
+	r := h.ritm("python:latest-dev", nil)
+	e := h.engine()
+	h.pass(e)
+	if s := h.state(r.SysID); s != "1" {
+		t.Fatalf("state = %q, want 1 (open)", s)
+	}
+	notes := h.notes(r.SysID)
+	if len(notes) != 1 || !strings.Contains(notes[0], "Blocked") || !strings.Contains(notes[0], "chainguard:permission_denied") {
+		t.Fatalf("notes = %q", notes)
+	}
+	// Later passes, before and after the backoff, add nothing.
+	h.pass(e)
+	for i := 0; i < 3; i++ {
+		h.clock.Add(time.Hour)
+		h.pass(h.engine())
+	}
+	if got := len(h.notes(r.SysID)); got != 1 {
+		t.Fatalf("after more passes: %d notes, want 1", got)
+	}
+	if got := h.cg.CountCalls("CreateRepo"); got < 2 {
+		t.Errorf("CreateRepo retried %d times; a blocked ticket must be retried after backoff", got)
+	}
+	// The admin fixes the role: the ticket completes with exactly one result note.
+	h.cg.DenyCapability("CreateRepo", false)
+	h.clock.Add(time.Hour)
+	h.pass(h.engine())
+	if s := h.state(r.SysID); s != "3" {
+		t.Fatalf("after fix: state = %q, want 3", s)
+	}
+	if notes := h.notes(r.SysID); len(notes) != 2 || !strings.Contains(notes[1], "Provisioned") {
+		t.Fatalf("after fix: notes = %q", notes)
+	}
+}
+
+// crashStore stops the engine right after it persisted a given state, as a
+// kill -9 between two steps would.
+type crashStore struct {
+	isync.Store
+	after  isync.State
+	cancel context.CancelFunc
+	once   stdsync.Once
+	hit    bool
+}
+
+var errCrash = errors.New("simulated crash")
+
+func (c *crashStore) Save(ctx context.Context, rec *isync.Record) error {
+	if err := c.Store.Save(ctx, rec); err != nil {
+		return err
+	}
+	if rec.State == c.after {
+		crashed := false
+		c.once.Do(func() { crashed = true; c.hit = true; c.cancel() })
+		if crashed {
+			return errCrash
+		}
+	}
+	return nil
+}
+
+func TestServiceNowCrashRecovery(t *testing.T) {
+	for _, after := range []isync.State{isync.StateProvisioning, isync.StateProvisioned} {
+		t.Run("after "+string(after), func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			r := h.ritm("python:latest-dev", nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			cs := &crashStore{Store: h.store, after: after, cancel: cancel}
+			e := isync.New(cs, h.prov, []isync.Source{h.src}, isync.Options{Instance: "test-bridge", Now: h.clock.Now})
+			_, _ = e.Pass(ctx)
+			if !cs.hit {
+				t.Fatal("the simulated crash never happened")
+			}
+			if n := len(h.notes(r.SysID)); n != 0 {
+				t.Fatalf("crashed engine wrote %d notes", n)
+			}
+			creates := h.cg.CountCalls("CreateRepo")
+
+			// Restart: a new engine, a new store handle on the same file.
+			h.openStore()
+			h.pass(h.engine())
+			if got := h.state(r.SysID); got != "3" {
+				t.Fatalf("state = %q, want 3", got)
+			}
+			if notes := h.notes(r.SysID); len(notes) != 1 || !strings.Contains(notes[0], "Provisioned") {
+				t.Fatalf("notes = %q, want one result note", notes)
+			}
+			switch after {
+			case isync.StateProvisioned:
+				if got := h.cg.CountCalls("CreateRepo"); got != creates {
+					t.Errorf("CreateRepo called again after restart: %d → %d", creates, got)
+				}
+			case isync.StateProvisioning:
+				// The crash hid whether CreateRepo ran; the retry is safe
+				// (PreventExisting) and the org still has one python repo.
+				if got := len(h.cg.OrgRepos()); got != 1 {
+					t.Errorf("org repos = %d, want 1", got)
+				}
+			}
+		})
+	}
+}
+
+// The PATCH lands but its answer is lost: the source re-reads instead of
+// resending, so the RITM gets exactly one note.
+func TestServiceNowAmbiguousWriteBack(t *testing.T) {
+	for name, f := range map[string]snfake.Fault{
+		"reset after apply": {Method: "PATCH", Reset: true, ApplyFirst: true},
+		"502 after apply":   {Method: "PATCH", Status: 502, ApplyFirst: true},
+		"timeout":           {Method: "PATCH", Delay: 7 * time.Second, ApplyFirst: true},
+		"503 not applied":   {Method: "PATCH", Status: 503},
+		"reset not applied": {Method: "PATCH", Reset: true},
+		"html not applied":  {Method: "PATCH", HTML: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			r := h.ritm("python", nil)
+			h.sn.InjectFault(f)
+			h.pass(h.engine())
+			h.clock.Add(time.Hour)
+			h.pass(h.engine())
+			if got := h.state(r.SysID); got != "3" {
+				t.Fatalf("state = %q, want 3", got)
+			}
+			if notes := h.notes(r.SysID); len(notes) != 1 {
+				t.Fatalf("%d notes, want exactly 1: %q", len(notes), notes)
+			}
+			if got := h.cg.CountCalls("CreateRepo"); got != 1 {
+				t.Errorf("CreateRepo calls = %d, want 1", got)
+			}
+		})
+	}
+}
+
+// A retryable Chainguard failure writes nothing to the ticket and is retried.
+func TestServiceNowRetryableProvisioning(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.cg.InjectError("CreateRepo", codes.Unavailable, "backend unavailable", 1)
+	r := h.ritm("python", nil)
+	h.pass(h.engine())
+	if s := h.state(r.SysID); s != "1" || len(h.notes(r.SysID)) != 0 {
+		t.Fatalf("after a transient failure: state %q, notes %q", s, h.notes(r.SysID))
+	}
+	h.clock.Add(2 * time.Minute)
+	h.pass(h.engine())
+	if s := h.state(r.SysID); s != "3" || len(h.notes(r.SysID)) != 1 {
+		t.Fatalf("after retry: state %q, notes %q", s, h.notes(r.SysID))
+	}
+}
+
+// Tickets closed by a person between listing passes are left alone.
+func TestServiceNowWebhookPathRereads(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	r := h.ritm("python", func(x *snfake.RITM) { x.Approval = "requested" })
+	e := h.engine()
+	// A "webhook" naming a RITM that is not approved changes nothing.
+	if _, err := e.HandleTicket(context.Background(), "servicenow", r.SysID); err != nil {
+		t.Fatal(err)
+	}
+	if h.patches(r.SysID) != 0 || h.cg.CountCalls("CreateRepo") != 0 {
+		t.Fatal("an unapproved RITM was acted on")
+	}
+	h.sn.Update(r.SysID, func(x *snfake.RITM) { x.Approval = "approved" })
+	if _, err := e.HandleTicket(context.Background(), "servicenow", r.SysID); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.state(r.SysID); s != "3" {
+		t.Fatalf("state = %q", s)
+	}
+	if _, err := e.HandleTicket(context.Background(), "servicenow", "not-a-sys-id"); err == nil {
+		t.Fatal("a malformed id was accepted")
+	}
+	_ = fmt.Sprint()
+}

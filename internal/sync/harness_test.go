@@ -1,0 +1,199 @@
+package sync_test
+
+import (
+	"context"
+	"io"
+	"path/filepath"
+	"strings"
+	stdsync "sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
+	"github.com/chainguard-dev/image-request-bridge/internal/chainguard"
+	cgfake "github.com/chainguard-dev/image-request-bridge/internal/fake/chainguard"
+	snfake "github.com/chainguard-dev/image-request-bridge/internal/fake/servicenow"
+	"github.com/chainguard-dev/image-request-bridge/internal/secret"
+	"github.com/chainguard-dev/image-request-bridge/internal/store"
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+)
+
+const (
+	catItem  = "3f1dd0320a0a0b99000a53f7604a2ef9"
+	otherCat = "0000d0320a0a0b99000a53f7604a0000"
+	orgID    = "0123456789abcdef0123456789abcdef01234567"
+	orgName  = "example.com"
+	cgToken  = "cg-test-token"
+	snUser   = "svc.bridge"
+	snPass   = "sn-test-password"
+)
+
+// clock is a settable fake clock shared by the engine.
+type clock struct {
+	mu  stdsync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// harness wires the real engine, store, ServiceNow source and Chainguard
+// provisioner to the fakes over real loopback HTTP and gRPC.
+type harness struct {
+	t      *testing.T
+	sn     *snfake.Server
+	cg     *cgfake.Server
+	dbPath string
+	store  *store.SQLite
+	src    *servicenow.Source
+	prov   *chainguard.Provisioner
+	clock  *clock
+	opts   harnessOpts
+}
+
+type harnessOpts struct {
+	pageSize    int
+	concurrency int
+	cgOpts      []cgfake.Option
+	wrapStore   func(isync.Store) isync.Store
+}
+
+func newHarness(t *testing.T, o harnessOpts) *harness {
+	t.Helper()
+	if o.pageSize == 0 {
+		o.pageSize = 50
+	}
+	h := &harness{t: t, opts: o, clock: &clock{now: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}}
+	h.sn = snfake.New(snfake.WithBasicAuth(snUser, snPass))
+	t.Cleanup(h.sn.Close)
+	cg, err := cgfake.New(append([]cgfake.Option{cgfake.WithToken(cgToken), cgfake.WithOrg(orgID, orgName)}, o.cgOpts...)...)
+	if err != nil {
+		t.Fatalf("chainguard fake: %v", err)
+	}
+	t.Cleanup(cg.Close)
+	h.cg = cg
+	h.dbPath = filepath.Join(t.TempDir(), "bridge.db")
+	h.openStore()
+
+	h.src, err = servicenow.New(servicenow.Options{
+		InstanceURL:    h.sn.URL(),
+		Auth:           servicenow.Auth{Username: snUser, Password: secret.New(snPass)},
+		CatalogItem:    catItem,
+		ExtraVariables: []string{"team", "environment"},
+		PageSize:       o.pageSize,
+		Timeout:        5 * time.Second,
+		RetryWaitMax:   50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("servicenow source: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h.prov, err = chainguard.New(ctx, chainguard.Options{APIURL: cg.Addr(), OrgID: orgID, OrgName: orgName, Token: cgToken})
+	if err != nil {
+		t.Fatalf("provisioner: %v", err)
+	}
+	t.Cleanup(func() { _ = h.prov.Close() })
+	return h
+}
+
+func (h *harness) openStore() {
+	h.t.Helper()
+	st, err := store.Open(context.Background(), h.dbPath)
+	if err != nil {
+		h.t.Fatalf("store: %v", err)
+	}
+	h.store = st
+	h.t.Cleanup(func() { _ = st.Close() })
+}
+
+// engine builds a fresh engine, as a (re)started bridge process would.
+func (h *harness) engine() *isync.Engine {
+	var st isync.Store = h.store
+	if h.opts.wrapStore != nil {
+		st = h.opts.wrapStore(st)
+	}
+	return isync.New(st, h.prov, []isync.Source{h.src}, isync.Options{
+		Instance:    "test-bridge",
+		Version:     "test",
+		Concurrency: max(h.opts.concurrency, 4),
+		BackoffMin:  time.Minute,
+		BackoffMax:  10 * time.Minute,
+		Now:         h.clock.Now,
+		Logger:      zerolog.New(io.Discard),
+	})
+}
+
+func (h *harness) pass(e *isync.Engine) isync.Stats {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := e.Pass(ctx)
+	if err != nil {
+		h.t.Fatalf("pass: %v", err)
+	}
+	return st
+}
+
+func (h *harness) ritm(image string, mod func(*snfake.RITM)) snfake.RITM {
+	r := snfake.RITM{CatItem: catItem, RequestedFor: "62826bf03710200044e0bfc8bcbe5df1",
+		Variables: map[string]string{"image_name": image, "justification": "build pipeline", "team": "platform", "environment": "dev"}}
+	if mod != nil {
+		mod(&r)
+	}
+	return h.sn.AddRITM(r)
+}
+
+// writes counts requests that change something upstream.
+func (h *harness) writes() (sn int, cg int) {
+	for _, r := range h.sn.Requests() {
+		if r.Method != "GET" {
+			sn++
+		}
+	}
+	return sn, h.cg.CountCalls("CreateRepo") + h.cg.CountCalls("AddEntitlementImages")
+}
+
+func (h *harness) patches(sysID string) int {
+	n := 0
+	for _, r := range h.sn.Requests() {
+		if r.Method == "PATCH" && strings.HasSuffix(r.Path, sysID) {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *harness) requestsFor(sysID string) int {
+	n := 0
+	for _, r := range h.sn.Requests() {
+		if strings.Contains(r.Path, sysID) || strings.Contains(r.RawQuery, sysID) {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *harness) notes(sysID string) []string {
+	var out []string
+	for _, e := range h.sn.Journal(sysID) {
+		if e.Element == "work_notes" {
+			out = append(out, e.Value)
+		}
+	}
+	return out
+}
+
+func (h *harness) state(sysID string) string {
+	r, ok := h.sn.RITM(sysID)
+	if !ok {
+		h.t.Fatalf("RITM %s vanished", sysID)
+	}
+	return r.State
+}
