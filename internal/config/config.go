@@ -1,0 +1,344 @@
+// Package config loads the bridge's YAML configuration.
+//
+// Loading is strict: an unknown or repeated key, a value of the wrong type, an
+// unset environment variable or an unreadable secret file is an error that
+// names the file, the line and the key path, and every problem is reported at
+// once. Values may reference the environment as ${VAR} (expanded inside
+// scalar values only, so an environment value can never add YAML structure;
+// $$ is a literal $), and every secret key also accepts a <key>_file twin
+// whose file holds the value. No error ever quotes a configured value, so a
+// misplaced credential cannot leak through an error message.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/chainguard-dev/image-request-bridge/internal/secret"
+)
+
+// Defaults.
+const (
+	DefaultConcurrency       = 4
+	DefaultLease             = 5 * time.Minute
+	DefaultBackoffMin        = 30 * time.Second
+	DefaultBackoffMax        = time.Hour
+	DefaultLogLevel          = "info"
+	DefaultLogFormat         = "auto"
+	DefaultStateDriver       = "sqlite"
+	DefaultStateDSN          = "bridge.db"
+	DefaultChainguardAPIURL  = "https://console-api.enforce.dev"
+	DefaultProvision         = ProvisionAuto
+	DefaultRegistry          = "cgr.dev"
+	DefaultSchedule          = "@every 1m"
+	DefaultTimeout           = 30 * time.Second
+	DefaultServiceNowPage    = 100
+	DefaultJiraPage          = 50
+	DefaultImageVariable     = "image_name"
+	DefaultJustificationVar  = "justification"
+	DefaultClosedComplete    = "3"
+	DefaultClosedIncomplete  = "4"
+	DefaultTransitionDone    = "Done"
+	DefaultTransitionReject  = "Reject"
+	DefaultListen            = ":8080"
+	DefaultInstanceIDUnknown = "bridge"
+)
+
+// Provisioning modes (chainguard.provision).
+const (
+	ProvisionAuto        = "auto"
+	ProvisionRepo        = "repo"
+	ProvisionEntitlement = "entitlement"
+)
+
+// Jira deployments (jira.deployment).
+const (
+	DeploymentAuto       = "auto"
+	DeploymentCloud      = "cloud"
+	DeploymentDataCenter = "datacenter"
+)
+
+// ServiceNow OAuth grant types (servicenow.oauth.grant_type).
+const (
+	GrantPassword          = "password"
+	GrantClientCredentials = "client_credentials"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Bridge     Bridge     `yaml:"bridge"`
+	Log        Log        `yaml:"log"`
+	State      State      `yaml:"state"`
+	Chainguard Chainguard `yaml:"chainguard"`
+	ServiceNow ServiceNow `yaml:"servicenow"`
+	Jira       Jira       `yaml:"jira"`
+	Server     Server     `yaml:"server"`
+
+	file  string         // for error messages
+	lines map[string]int // key path -> line, for error messages
+}
+
+// Bridge is the worker's own settings.
+type Bridge struct {
+	// InstanceID names this bridge in leases and audit rows. Default: hostname.
+	InstanceID string `yaml:"instance_id"`
+	// Concurrency is the number of tickets processed at once (1..64, default 4).
+	Concurrency int `yaml:"concurrency"`
+	// Lease is how long a claimed ticket stays reserved for this instance
+	// (default 5m).
+	Lease time.Duration `yaml:"lease"`
+	// Backoff bounds the delay between attempts on a ticket.
+	Backoff Backoff `yaml:"backoff"`
+}
+
+// Backoff bounds an exponential backoff.
+type Backoff struct {
+	Min time.Duration `yaml:"min"` // default 30s
+	Max time.Duration `yaml:"max"` // default 1h
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error (default info)
+	Format string `yaml:"format"` // auto | json | console (default auto)
+}
+
+// State configures the durable store.
+type State struct {
+	Driver string `yaml:"driver"` // sqlite (default)
+	DSN    string `yaml:"dsn"`    // sqlite: a file path (default bridge.db)
+}
+
+// Chainguard configures the Chainguard platform API.
+type Chainguard struct {
+	APIURL    string        `yaml:"api_url"`
+	OrgID     string        `yaml:"org_id"`   // organization UIDP: 40 lowercase hex
+	OrgName   string        `yaml:"org_name"` // as in cgr.dev/<org_name>/...
+	Token     secret.Secret `yaml:"token,omitempty"`
+	TokenFile string        `yaml:"token_file,omitempty"`
+	Provision string        `yaml:"provision"` // auto | repo | entitlement
+	Registry  string        `yaml:"registry"`  // default cgr.dev
+}
+
+// ServiceNow configures the ServiceNow source.
+type ServiceNow struct {
+	Enabled           bool          `yaml:"enabled"`
+	InstanceURL       string        `yaml:"instance_url"`
+	Username          string        `yaml:"username,omitempty"`
+	Password          secret.Secret `yaml:"password,omitempty"`
+	PasswordFile      string        `yaml:"password_file,omitempty"`
+	OAuth             OAuth         `yaml:"oauth,omitempty"`
+	CatalogItem       string        `yaml:"catalog_item"` // sc_cat_item sys_id
+	Variables         Variables     `yaml:"variables"`
+	States            States        `yaml:"states"`
+	Schedule          string        `yaml:"schedule"`
+	PageSize          int           `yaml:"page_size"`
+	Timeout           time.Duration `yaml:"timeout"`
+	WebhookSecret     secret.Secret `yaml:"webhook_secret,omitempty"`
+	WebhookSecretFile string        `yaml:"webhook_secret_file,omitempty"`
+}
+
+// UsesOAuth reports whether ServiceNow is reached with OAuth rather than basic
+// authentication.
+func (s ServiceNow) UsesOAuth() bool {
+	o := s.OAuth
+	return o.ClientID != "" || !o.ClientSecret.IsZero() || o.ClientSecretFile != "" || o.GrantType != ""
+}
+
+// OAuth configures ServiceNow OAuth (POST /oauth_token.do).
+type OAuth struct {
+	ClientID         string        `yaml:"client_id,omitempty"`
+	ClientSecret     secret.Secret `yaml:"client_secret,omitempty"`
+	ClientSecretFile string        `yaml:"client_secret_file,omitempty"`
+	GrantType        string        `yaml:"grant_type,omitempty"` // password | client_credentials
+}
+
+// Variables names the catalog item's variables the bridge reads.
+type Variables struct {
+	Image         string   `yaml:"image"`
+	Justification string   `yaml:"justification"`
+	Extra         []string `yaml:"extra,omitempty"`
+}
+
+// States are the sc_req_item state values the bridge closes tickets with.
+type States struct {
+	ClosedComplete   string `yaml:"closed_complete"`
+	ClosedIncomplete string `yaml:"closed_incomplete"`
+}
+
+// Jira configures the Jira source.
+type Jira struct {
+	Enabled           bool          `yaml:"enabled"`
+	URL               string        `yaml:"url"`
+	Deployment        string        `yaml:"deployment"` // cloud | datacenter | auto
+	Email             string        `yaml:"email,omitempty"`
+	APIToken          secret.Secret `yaml:"api_token,omitempty"`
+	APITokenFile      string        `yaml:"api_token_file,omitempty"`
+	JQL               string        `yaml:"jql"`
+	Fields            JiraFields    `yaml:"fields"`
+	Transitions       Transitions   `yaml:"transitions"`
+	Schedule          string        `yaml:"schedule"`
+	PageSize          int           `yaml:"page_size"`
+	Timeout           time.Duration `yaml:"timeout"`
+	WebhookSecret     secret.Secret `yaml:"webhook_secret,omitempty"`
+	WebhookSecretFile string        `yaml:"webhook_secret_file,omitempty"`
+}
+
+// IsCloud reports whether the Jira site is Jira Cloud: deployment cloud, or
+// auto with an Atlassian-hosted URL.
+func (j Jira) IsCloud() bool {
+	switch j.Deployment {
+	case DeploymentCloud:
+		return true
+	case DeploymentDataCenter:
+		return false
+	}
+	u, err := url.Parse(j.URL)
+	if err != nil {
+		return false
+	}
+	h := strings.ToLower(u.Hostname())
+	for _, suffix := range []string{".atlassian.net", ".jira.com", ".jira-dev.com"} {
+		if strings.HasSuffix(h, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// JiraFields names the issue fields the bridge reads: a field's name as shown
+// in Jira, or its id (customfield_10050).
+type JiraFields struct {
+	Image         string   `yaml:"image"`
+	Justification string   `yaml:"justification"`
+	Extra         []string `yaml:"extra,omitempty"`
+}
+
+// Transitions name the workflow transitions (or target statuses) used to close
+// an issue.
+type Transitions struct {
+	Done     string `yaml:"done"`
+	Rejected string `yaml:"rejected"`
+}
+
+// Server configures the HTTP server (webhooks, health, metrics).
+type Server struct {
+	Listen string `yaml:"listen"`
+}
+
+// Load reads the file at path and parses it with Parse. Relative *_file paths
+// are resolved against the file's directory.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes data, expands ${VAR} references, reads *_file secrets
+// (relative paths against filename's directory), applies defaults and
+// validates. filename names the configuration in error messages. All
+// problems are returned together, joined.
+func Parse(data []byte, filename string) (*Config, error) {
+	return parse(data, filename, os.LookupEnv)
+}
+
+// ApplyDefaults fills every unset key with its default.
+func (c *Config) ApplyDefaults() {
+	b := &c.Bridge
+	if b.InstanceID == "" {
+		b.InstanceID = defaultInstanceID()
+	}
+	if b.Concurrency == 0 {
+		b.Concurrency = DefaultConcurrency
+	}
+	if b.Lease == 0 {
+		b.Lease = DefaultLease
+	}
+	if b.Backoff.Min == 0 {
+		b.Backoff.Min = DefaultBackoffMin
+	}
+	if b.Backoff.Max == 0 {
+		b.Backoff.Max = DefaultBackoffMax
+	}
+	setDefault(&c.Log.Level, DefaultLogLevel)
+	setDefault(&c.Log.Format, DefaultLogFormat)
+	setDefault(&c.State.Driver, DefaultStateDriver)
+	setDefault(&c.State.DSN, DefaultStateDSN)
+
+	cg := &c.Chainguard
+	setDefault(&cg.APIURL, DefaultChainguardAPIURL)
+	setDefault(&cg.Provision, DefaultProvision)
+	setDefault(&cg.Registry, DefaultRegistry)
+
+	sn := &c.ServiceNow
+	if sn.UsesOAuth() {
+		setDefault(&sn.OAuth.GrantType, GrantClientCredentials)
+	}
+	setDefault(&sn.Variables.Image, DefaultImageVariable)
+	setDefault(&sn.Variables.Justification, DefaultJustificationVar)
+	setDefault(&sn.States.ClosedComplete, DefaultClosedComplete)
+	setDefault(&sn.States.ClosedIncomplete, DefaultClosedIncomplete)
+	setDefault(&sn.Schedule, DefaultSchedule)
+	if sn.PageSize == 0 {
+		sn.PageSize = DefaultServiceNowPage
+	}
+	if sn.Timeout == 0 {
+		sn.Timeout = DefaultTimeout
+	}
+
+	j := &c.Jira
+	setDefault(&j.Deployment, DeploymentAuto)
+	setDefault(&j.Transitions.Done, DefaultTransitionDone)
+	setDefault(&j.Transitions.Rejected, DefaultTransitionReject)
+	setDefault(&j.Schedule, DefaultSchedule)
+	if j.PageSize == 0 {
+		j.PageSize = DefaultJiraPage
+	}
+	if j.Timeout == 0 {
+		j.Timeout = DefaultTimeout
+	}
+
+	setDefault(&c.Server.Listen, DefaultListen)
+}
+
+func setDefault(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func defaultInstanceID() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return DefaultInstanceIDUnknown
+	}
+	return h
+}
+
+// Redacted renders the effective configuration as YAML with every secret
+// shown as <secret>. It is what `bridge validate` prints.
+func (c *Config) Redacted() string {
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		// Only reachable through a programming error; never echo values.
+		return "# the configuration cannot be rendered\n"
+	}
+	return string(out)
+}
+
+// isLoopback reports whether host is a loopback name or address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,638 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Values that must never appear in an error message or in Redacted output.
+const (
+	cgToken      = "cgtok-5ecr3t-AAAA"
+	snPassword   = "snpw-5ecr3t-BBBB"
+	snClient     = "sncs-5ecr3t-CCCC"
+	snWebhook    = "snwh-5ecr3t-DDDD"
+	jiraToken    = "jtok-5ecr3t-EEEE"
+	jiraWebhook  = "jwh-5ecr3t-FFFF"
+	secretMarker = "5ecr3t"
+)
+
+var testEnv = map[string]string{
+	"CHAINGUARD_TOKEN":          cgToken,
+	"SERVICENOW_PASSWORD":       snPassword,
+	"SERVICENOW_CLIENT_SECRET":  snClient,
+	"SERVICENOW_WEBHOOK_SECRET": snWebhook,
+	"JIRA_API_TOKEN":            jiraToken,
+	"JIRA_WEBHOOK_SECRET":       jiraWebhook,
+}
+
+func lookup(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	}
+}
+
+func parseWith(t *testing.T, yml string, env map[string]string) (*Config, error) {
+	t.Helper()
+	if env == nil {
+		env = testEnv
+	}
+	return parse([]byte(yml), "config.yaml", lookup(env))
+}
+
+func mustParse(t *testing.T, yml string) *Config {
+	t.Helper()
+	c, err := parseWith(t, yml, nil)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return c
+}
+
+func mustFail(t *testing.T, yml string, env map[string]string, want ...string) string {
+	t.Helper()
+	_, err := parseWith(t, yml, env)
+	if err == nil {
+		t.Fatalf("parse succeeded, want errors %q", want)
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error lacks %q:\n%s", w, msg)
+		}
+	}
+	if strings.Contains(msg, secretMarker) {
+		t.Errorf("error leaks a secret:\n%s", msg)
+	}
+	return msg
+}
+
+const minimal = `
+chainguard:
+  org_id: 0123456789abcdef0123456789abcdef01234567
+  org_name: example.com
+  token: ${CHAINGUARD_TOKEN}
+servicenow:
+  enabled: true
+  instance_url: https://example.service-now.com
+  username: svc
+  password: ${SERVICENOW_PASSWORD}
+  catalog_item: 0123456789abcdef0123456789abcdef
+`
+
+func TestMinimalDefaults(t *testing.T) {
+	c := mustParse(t, minimal)
+	host, _ := os.Hostname()
+	if host == "" {
+		host = DefaultInstanceIDUnknown
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"instance_id", c.Bridge.InstanceID, host},
+		{"concurrency", c.Bridge.Concurrency, 4},
+		{"lease", c.Bridge.Lease, 5 * time.Minute},
+		{"backoff.min", c.Bridge.Backoff.Min, 30 * time.Second},
+		{"backoff.max", c.Bridge.Backoff.Max, time.Hour},
+		{"log.level", c.Log.Level, "info"},
+		{"log.format", c.Log.Format, "auto"},
+		{"state.driver", c.State.Driver, "sqlite"},
+		{"state.dsn", c.State.DSN, "bridge.db"},
+		{"api_url", c.Chainguard.APIURL, "https://console-api.enforce.dev"},
+		{"provision", c.Chainguard.Provision, "auto"},
+		{"registry", c.Chainguard.Registry, "cgr.dev"},
+		{"token", c.Chainguard.Token.Reveal(), cgToken},
+		{"password", c.ServiceNow.Password.Reveal(), snPassword},
+		{"variables.image", c.ServiceNow.Variables.Image, "image_name"},
+		{"variables.justification", c.ServiceNow.Variables.Justification, "justification"},
+		{"closed_complete", c.ServiceNow.States.ClosedComplete, "3"},
+		{"closed_incomplete", c.ServiceNow.States.ClosedIncomplete, "4"},
+		{"sn.schedule", c.ServiceNow.Schedule, "@every 1m"},
+		{"sn.page_size", c.ServiceNow.PageSize, 100},
+		{"sn.timeout", c.ServiceNow.Timeout, 30 * time.Second},
+		{"sn.oauth", c.ServiceNow.UsesOAuth(), false},
+		{"jira.deployment", c.Jira.Deployment, "auto"},
+		{"jira.done", c.Jira.Transitions.Done, "Done"},
+		{"jira.rejected", c.Jira.Transitions.Rejected, "Reject"},
+		{"jira.page_size", c.Jira.PageSize, 50},
+		{"listen", c.Server.Listen, ":8080"},
+	}
+	for _, ch := range checks {
+		if !reflect.DeepEqual(ch.got, ch.want) {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestExampleLoads(t *testing.T) {
+	for k, v := range testEnv {
+		t.Setenv(k, v)
+	}
+	c, err := Load(filepath.Join("..", "..", "config.example.yaml"))
+	if err != nil {
+		t.Fatalf("config.example.yaml does not load:\n%v", err)
+	}
+	if !c.ServiceNow.Enabled || !c.Jira.Enabled {
+		t.Error("the example should enable both sources")
+	}
+	if c.Chainguard.Token.Reveal() != cgToken || c.Jira.APIToken.Reveal() != jiraToken ||
+		c.ServiceNow.OAuth.ClientSecret.Reveal() != snClient || c.ServiceNow.WebhookSecret.Reveal() != snWebhook ||
+		c.Jira.WebhookSecret.Reveal() != jiraWebhook || c.ServiceNow.Password.Reveal() != snPassword {
+		t.Error("secrets were not expanded from the environment")
+	}
+	if got := c.ServiceNow.Variables.Extra; !reflect.DeepEqual(got, []string{"team", "environment"}) {
+		t.Errorf("variables.extra = %q", got)
+	}
+	if !c.Jira.IsCloud() {
+		t.Error("example jira should be cloud")
+	}
+	if r := c.Redacted(); strings.Contains(r, secretMarker) {
+		t.Errorf("Redacted leaks:\n%s", r)
+	}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
+		if out := fmt.Sprintf(verb, c); strings.Contains(out, secretMarker) || strings.Contains(out, fmt.Sprintf("%x", cgToken)) {
+			t.Errorf("printing the config with %s leaks: %s", verb, out)
+		}
+	}
+}
+
+// TestExampleDocumentsEveryKey keeps config.example.yaml in step with the
+// Config type: every key must appear in it, set or commented out, with a
+// comment somewhere above it in its section.
+func TestExampleDocumentsEveryKey(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "config.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	for _, path := range keyPaths(reflect.TypeOf(Config{}), "") {
+		name := path[strings.LastIndex(path, ".")+1:]
+		re := regexp.MustCompile(`(?m)^\s*(#\s*)?` + regexp.QuoteMeta(name) + `:`)
+		if !re.MatchString(text) {
+			t.Errorf("config.example.yaml does not document %s", path)
+		}
+	}
+}
+
+func keyPaths(t reflect.Type, prefix string) []string {
+	var out []string
+	for name, ft := range yamlFields(t) {
+		p := join(prefix, name)
+		out = append(out, p)
+		if ft.Kind() == reflect.Struct && ft != secretType {
+			out = append(out, keyPaths(ft, p)...)
+		}
+	}
+	return out
+}
+
+func TestUnknownKey(t *testing.T) {
+	yml := minimal + "  instanse_url: https://x.service-now.com\n"
+	msg := mustFail(t, yml, nil, `config.yaml:12: unknown key "instanse_url" in servicenow (did you mean "instance_url"?)`)
+	_ = msg
+	mustFail(t, "colour: blue\n"+minimal, nil, `config.yaml:1: unknown key "colour" at the top level`)
+	// An unknown key's value is never expanded nor echoed.
+	mustFail(t, minimal+"  extra_password: ${UNSET_VAR} "+snPassword+"\n", nil, `unknown key "extra_password" in servicenow`)
+}
+
+func TestDuplicateKey(t *testing.T) {
+	mustFail(t, minimal+"  username: other\n", nil, `config.yaml:12: servicenow.username: given twice (first at line 9)`)
+}
+
+func TestTypeErrors(t *testing.T) {
+	yml := minimal + `  page_size: lots
+  timeout: 30
+  variables: {extra: team}
+bridge:
+  concurrency: [1]
+  lease: five minutes
+jira:
+  enabled: yes
+log: debug
+`
+	mustFail(t, yml, nil,
+		"config.yaml:12: servicenow.page_size: must be a whole number",
+		"config.yaml:13: servicenow.timeout: must be a duration with a unit",
+		"config.yaml:14: servicenow.variables.extra: must be a list",
+		"config.yaml:16: bridge.concurrency: must be a single value",
+		"config.yaml:17: bridge.lease: must be a duration",
+		"config.yaml:19: jira.enabled: must be true or false",
+		"config.yaml:20: log: must be a section of keys",
+	)
+	// Values are not quoted.
+	msg := mustFail(t, yml, nil)
+	for _, v := range []string{"lots", "five minutes", "`"} {
+		if strings.Contains(msg, v) {
+			t.Errorf("error quotes %q:\n%s", v, msg)
+		}
+	}
+}
+
+func TestSyntaxAndDocumentErrors(t *testing.T) {
+	mustFail(t, "", nil, "config.yaml: the configuration is empty")
+	mustFail(t, "# only a comment\n", nil, "the configuration is empty")
+	mustFail(t, "bridge:\n  concurrency: 4\n   lease: 5m\n", nil, "config.yaml:3: invalid YAML")
+	mustFail(t, minimal+"---\nbridge: {}\n", nil, "only one YAML document")
+	mustFail(t, "- a\n- b\n", nil, "must be a section of keys")
+}
+
+func TestEnvExpansion(t *testing.T) {
+	env := map[string]string{
+		"CHAINGUARD_TOKEN":    cgToken,
+		"SERVICENOW_PASSWORD": "pa$$word: [x]\nnext: {y: z}",
+		"HOST":                "example",
+		"SIZE":                "250",
+		"INJECT":              "x\nlog:\n  level: debug",
+	}
+	yml := strings.Replace(minimal, "https://example.service-now.com", "https://${HOST}.service-now.com", 1) + `  page_size: ${SIZE}
+  username: ` + "\n"
+	yml = strings.Replace(yml, "  username: svc\n", "", 1)
+	yml = strings.Replace(yml, "  username: \n", "  username: \"u-$$-$${HOST}-$HOST-${INJECT}\"\n", 1)
+	c, err := parseWith(t, yml, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServiceNow.InstanceURL != "https://example.service-now.com" {
+		t.Errorf("instance_url = %q", c.ServiceNow.InstanceURL)
+	}
+	if c.ServiceNow.PageSize != 250 {
+		t.Errorf("page_size = %d", c.ServiceNow.PageSize)
+	}
+	// The environment value is taken verbatim: "$$" in it is not an escape,
+	// and YAML syntax in it stays text.
+	if got := c.ServiceNow.Password.Reveal(); got != env["SERVICENOW_PASSWORD"] {
+		t.Errorf("password = %q", got)
+	}
+	if want := "u-$-${HOST}-$HOST-" + env["INJECT"]; c.ServiceNow.Username != want {
+		t.Errorf("username = %q, want %q", c.ServiceNow.Username, want)
+	}
+	if c.Log.Level != "info" {
+		t.Errorf("an environment value injected YAML structure: log.level = %q", c.Log.Level)
+	}
+}
+
+func TestEnvErrors(t *testing.T) {
+	env := map[string]string{"CHAINGUARD_TOKEN": cgToken}
+	mustFail(t, minimal, env, "config.yaml:10: servicenow.password: environment variable SERVICENOW_PASSWORD is not set")
+	mustFail(t, strings.Replace(minimal, "${SERVICENOW_PASSWORD}", "${SERVICENOW_PASSWORD", 1), nil, `servicenow.password: "${" has no closing "}"`)
+	mustFail(t, strings.Replace(minimal, "${SERVICENOW_PASSWORD}", "${SN PASSWORD}", 1), nil, `servicenow.password: "${...}" must hold an environment variable name`)
+	// The missing variable is reported once, not again as "required".
+	msg := mustFail(t, minimal, env)
+	if strings.Count(msg, "servicenow.password") != 1 {
+		t.Errorf("password reported more than once:\n%s", msg)
+	}
+}
+
+func TestEnvUnsetInDisabledSourceIsFine(t *testing.T) {
+	env := map[string]string{"CHAINGUARD_TOKEN": cgToken, "SERVICENOW_PASSWORD": snPassword}
+	yml := minimal + `jira:
+  enabled: false
+  url: https://${JIRA_SITE}.atlassian.net
+  api_token: ${JIRA_API_TOKEN}
+  api_token_file: /does/not/exist
+`
+	if _, err := parseWith(t, yml, env); err != nil {
+		t.Fatalf("a disabled source's variables were required: %v", err)
+	}
+	yml = strings.Replace(yml, "enabled: false", "enabled: true", 1)
+	mustFail(t, yml, env, "jira.url: environment variable JIRA_SITE is not set", "jira.api_token: environment variable JIRA_API_TOKEN is not set")
+}
+
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("token", cgToken+"\n", 0o600)
+	write("password", snPassword+"\r\n", 0o600)
+	write("hook", snWebhook+"\n\n", 0o600)
+	yml := strings.Replace(minimal, "token: ${CHAINGUARD_TOKEN}", "token_file: token", 1)
+	yml = strings.Replace(yml, "password: ${SERVICENOW_PASSWORD}", "password_file: "+filepath.Join(dir, "password"), 1)
+	yml += "  webhook_secret_file: ./hook\n"
+	cfgPath := filepath.Join(dir, "config.yaml")
+	write("config.yaml", yml, 0o600)
+
+	c, err := Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Chainguard.Token.Reveal() != cgToken {
+		t.Errorf("token = %q", c.Chainguard.Token.Reveal())
+	}
+	if c.ServiceNow.Password.Reveal() != snPassword {
+		t.Errorf("password = %q", c.ServiceNow.Password.Reveal())
+	}
+	// Only one trailing newline is removed.
+	if c.ServiceNow.WebhookSecret.Reveal() != snWebhook+"\n" {
+		t.Errorf("webhook_secret = %q", c.ServiceNow.WebhookSecret.Reveal())
+	}
+
+	// Missing, empty, directory, both set.
+	write("empty", "\n", 0o600)
+	if err := os.Mkdir(filepath.Join(dir, "adir"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(yml, "token_file: token", "token_file: missing", 1)
+	bad = strings.Replace(bad, "webhook_secret_file: ./hook", "webhook_secret_file: empty\n  oauth:\n    client_id: abc\n    client_secret_file: adir", 1)
+	bad += "  password: literal-pw\n"
+	write("bad.yaml", bad, 0o600)
+	_, err = Load(filepath.Join(dir, "bad.yaml"))
+	if err == nil {
+		t.Fatal("bad secret files accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"chainguard.token_file: cannot read " + filepath.Join(dir, "missing") + ": no such file or directory",
+		"servicenow.webhook_secret_file: " + filepath.Join(dir, "empty") + " is empty",
+		"servicenow.oauth.client_secret_file: cannot read " + filepath.Join(dir, "adir") + ": it is a directory",
+		"servicenow.password: set either servicenow.password or servicenow.password_file, not both",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, secretMarker) {
+		t.Errorf("error leaks file contents:\n%s", msg)
+	}
+	if strings.Contains(msg, "chainguard.token: required") {
+		t.Errorf("a failed token_file is reported twice:\n%s", msg)
+	}
+
+	if os.Geteuid() != 0 {
+		write("locked", cgToken, 0o000)
+		locked := strings.Replace(yml, "token_file: token", "token_file: locked", 1)
+		_, err := parseWith(t, locked, nil)
+		_ = err
+		write("locked.yaml", locked, 0o600)
+		_, err = Load(filepath.Join(dir, "locked.yaml"))
+		if err == nil || !strings.Contains(err.Error(), "permission denied") || strings.Contains(err.Error(), secretMarker) {
+			t.Errorf("unreadable file: %v", err)
+		}
+	}
+}
+
+func TestValidationAllAtOnce(t *testing.T) {
+	yml := `
+bridge: {concurrency: 65, lease: 10s, backoff: {min: 1m, max: 30s}}
+log: {level: verbose, format: xml}
+state: {driver: postgres}
+chainguard:
+  api_url: http://console-api.enforce.dev
+  org_id: ORG
+  org_name: Example Org
+  provision: magic
+  registry: https://cgr.dev
+servicenow:
+  enabled: true
+  instance_url: ftp://x
+  catalog_item: RITM123
+  username: svc
+  variables: {image: "image name", extra: [team, team]}
+  states: {closed_complete: Closed Complete, closed_incomplete: "4"}
+  schedule: every minute
+  page_size: 5000
+  timeout: -1s
+jira:
+  enabled: true
+  url: https://user:pw@example.atlassian.net/?x=1
+  deployment: server
+  jql: ""
+  fields: {image: customfield_abc}
+  transitions: {done: Done, rejected: done}
+server: {listen: "8080"}
+`
+	mustFail(t, yml, map[string]string{},
+		"config.yaml:2: bridge.concurrency: must be between 1 and 64",
+		"bridge.lease: must be at least 30s",
+		"bridge.backoff.max: must not be shorter than bridge.backoff.min",
+		"log.level: must be one of: debug, info, warn, error",
+		"log.format: must be one of: auto, json, console",
+		"state.driver: must be one of: sqlite",
+		"config.yaml:6: chainguard.api_url: must be an https URL (http allowed only for loopback)",
+		"chainguard.org_id: must be the organization's UIDP",
+		"chainguard.org_name: must be the organization name",
+		"chainguard.token: required",
+		"chainguard.provision: must be one of: auto, repo, entitlement",
+		"chainguard.registry: must be a registry host name",
+		"servicenow.instance_url: must be an https URL",
+		"servicenow.catalog_item: must be a sys_id",
+		"servicenow.password: required",
+		"servicenow.variables.image: must be a catalog variable name",
+		"servicenow.variables.extra[1]: names the same variable as servicenow.variables.extra[0]",
+		"servicenow.states.closed_complete: must be the numeric value",
+		"servicenow.schedule: must be a cron expression",
+		"servicenow.page_size: must be between 1 and 1000",
+		"servicenow.timeout: must be a positive duration",
+		"jira.url: must not contain a user name or password",
+		"jira.url: must not contain a query",
+		"jira.deployment: must be one of: auto, cloud, datacenter",
+		"jira.email: required on Jira Cloud",
+		"jira.api_token: required",
+		"jira.jql: required",
+		"jira.fields.image: a field id must look like customfield_10050",
+		"jira.fields.justification: required",
+		"jira.transitions.rejected: must differ from transitions.done",
+		"server.listen: must be host:port",
+	)
+	mustFail(t, strings.Replace(minimal, "enabled: true", "enabled: false", 1), nil, "no source is enabled")
+}
+
+func TestURLRules(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"https://example.service-now.com", true},
+		{"https://example.service-now.com/", true},
+		{"http://127.0.0.1:8443", true},
+		{"http://localhost:8443", true},
+		{"http://[::1]:8443", true},
+		{"http://example.service-now.com", false},
+		{"example.service-now.com", false},
+		{"/relative", false},
+		{"https://", false},
+		{"https://u:" + snPassword + "@example.service-now.com", false},
+	} {
+		yml := strings.Replace(minimal, "https://example.service-now.com", tc.url, 1)
+		_, err := parseWith(t, yml, nil)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err = %v, want ok=%v", tc.url, err, tc.ok)
+		}
+		if err != nil && strings.Contains(err.Error(), secretMarker) {
+			t.Errorf("%s: error leaks: %v", tc.url, err)
+		}
+	}
+	// The Chainguard client dials 127.0.0.1 but not localhost.
+	yml := minimal + "  timeout: 10s\n"
+	yml = strings.Replace(yml, "chainguard:\n", "chainguard:\n  api_url: http://localhost:9000\n", 1)
+	mustFail(t, yml, nil, "chainguard.api_url: use 127.0.0.1 instead of localhost")
+	if _, err := parseWith(t, strings.Replace(yml, "localhost", "127.0.0.1", 1), nil); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestServiceNowAuth(t *testing.T) {
+	oauthCC := strings.Replace(minimal, "  username: svc\n  password: ${SERVICENOW_PASSWORD}\n",
+		"  oauth:\n    client_id: abc\n    client_secret: ${SERVICENOW_CLIENT_SECRET}\n", 1)
+	c := mustParse(t, oauthCC)
+	if !c.ServiceNow.UsesOAuth() || c.ServiceNow.OAuth.GrantType != GrantClientCredentials {
+		t.Errorf("oauth = %+v", c.ServiceNow.OAuth)
+	}
+	if c.ServiceNow.OAuth.ClientSecret.Reveal() != snClient {
+		t.Error("client_secret not read")
+	}
+	mustFail(t, strings.Replace(oauthCC, "    client_id: abc\n", "", 1), nil, "servicenow.oauth.client_id: required")
+	mustFail(t, oauthCC+"  username: svc\n", nil, "servicenow.username: not used with oauth.grant_type client_credentials")
+	mustFail(t, strings.Replace(oauthCC, "client_id: abc", "client_id: abc\n    grant_type: password", 1), nil,
+		"servicenow.username: required with oauth.grant_type password", "servicenow.password: required")
+	mustFail(t, strings.Replace(oauthCC, "client_id: abc", "client_id: abc\n    grant_type: implicit", 1), nil,
+		"servicenow.oauth.grant_type: must be one of: password, client_credentials")
+	mustFail(t, strings.Replace(minimal, "  username: svc\n", "", 1), nil, "servicenow.username: required with password")
+}
+
+func TestJiraDeployment(t *testing.T) {
+	base := `
+chainguard: {org_id: 0123456789abcdef0123456789abcdef01234567, org_name: example.com, token: "${CHAINGUARD_TOKEN}"}
+jira:
+  enabled: true
+  url: URL
+  api_token: ${JIRA_API_TOKEN}
+  jql: project = IMG AND status = Approved
+  fields: {image: Image name, justification: customfield_10051}
+`
+	mustFail(t, strings.Replace(base, "URL", "https://example.atlassian.net", 1), nil, "jira.email: required on Jira Cloud")
+	c := mustParse(t, strings.Replace(base, "URL", "https://jira.example.com/jira", 1))
+	if c.Jira.IsCloud() {
+		t.Error("auto deployment on a private host should be Data Center")
+	}
+	mustFail(t, strings.Replace(base, "URL", "https://jira.example.com", 1)+"  deployment: cloud\n", nil, "jira.email: required")
+	c = mustParse(t, strings.Replace(base, "URL", "https://example.atlassian.net", 1)+"  email: bot@example.com\n")
+	if !c.Jira.IsCloud() || c.Jira.APIToken.Reveal() != jiraToken {
+		t.Errorf("jira = %+v", c.Jira)
+	}
+}
+
+func TestLeaseMustOutlastTimeouts(t *testing.T) {
+	mustFail(t, minimal+"  timeout: 3m\n", nil, "bridge.lease: must be longer than twice servicenow.timeout (3m0s)")
+	mustParse(t, minimal+"  timeout: 3m\nbridge: {lease: 10m}\n")
+}
+
+func TestAliasesAndMerges(t *testing.T) {
+	yml := minimal + `  schedule: &sched "@every 5m"
+  timeout: &to 45s
+jira:
+  enabled: false
+  schedule: *sched
+  <<: {timeout: 20s, page_size: 20}
+  page_size: 30
+`
+	c := mustParse(t, yml)
+	if c.Jira.Schedule != "@every 5m" || c.Jira.Timeout != 20*time.Second || c.Jira.PageSize != 30 {
+		t.Errorf("jira = %+v", c.Jira)
+	}
+	mustFail(t, minimal+"jira:\n  <<: {colour: red}\n", nil, `unknown key "colour" in jira`)
+}
+
+// TestNoSecretInErrors puts secret values where they do not belong and checks
+// that no error message repeats them.
+func TestNoSecretInErrors(t *testing.T) {
+	env := map[string]string{}
+	for k, v := range testEnv {
+		env[k] = v
+	}
+	env["LEAK"] = snPassword
+	cases := []string{
+		strings.Replace(minimal, "https://example.service-now.com", "${LEAK}", 1),
+		strings.Replace(minimal, "https://example.service-now.com", "https://x"+snPassword+".service-now.com:99999999", 1),
+		strings.Replace(minimal, "0123456789abcdef0123456789abcdef01234567", snPassword, 1),
+		strings.Replace(minimal, "0123456789abcdef0123456789abcdef\n", snPassword+"\n", 1),
+		strings.Replace(minimal, "svc", "[${LEAK}]", 1),
+		strings.Replace(minimal, "${SERVICENOW_PASSWORD}", "{p: "+snPassword+"}", 1),
+		strings.Replace(minimal, "${SERVICENOW_PASSWORD}", "["+snPassword+"]", 1),
+		strings.Replace(minimal, "${CHAINGUARD_TOKEN}", "\" "+cgToken+" \"", 1),
+		strings.Replace(minimal, "${SERVICENOW_PASSWORD}", "${"+snPassword, 1),
+		minimal + "  page_size: ${LEAK}\n",
+		minimal + "  timeout: " + snPassword + "\n",
+		minimal + "  schedule: ${LEAK}\n",
+		minimal + "  enabled: " + snPassword + "\n",
+		minimal + "  variables: {image: \"" + snPassword + "!\"}\n",
+		minimal + "  states: {closed_complete: ${LEAK}}\n",
+		minimal + snPassword + ": x\n",
+		minimal + "log: {level: ${LEAK}}\n",
+		minimal + "server: {listen: ${LEAK}}\n",
+		minimal + "bridge: {instance_id: \"" + snPassword + " !\"}\n",
+		minimal + "  password: " + snPassword + "\n",
+		minimal + "  password_file: /nonexistent/" + "x\n",
+		"servicenow: " + snPassword + "\n",
+		"servicenow: {password: !!binary " + snPassword + "}\n",
+		minimal + "  page_size: !!binary " + snPassword + "\n",
+		"servicenow:\n  password: \"" + snPassword + "\n",
+	}
+	for i, yml := range cases {
+		_, err := parseWith(t, yml, env)
+		if err == nil {
+			t.Errorf("case %d accepted:\n%s", i, yml)
+			continue
+		}
+		if strings.Contains(err.Error(), secretMarker) {
+			t.Errorf("case %d leaks:\n%v", i, err)
+		}
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	for k, v := range testEnv {
+		t.Setenv(k, v)
+	}
+	c, err := Load(filepath.Join("..", "..", "config.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Redacted()
+	if strings.Contains(r, secretMarker) {
+		t.Fatalf("Redacted leaks:\n%s", r)
+	}
+	for _, want := range []string{"token: <secret>", "password: <secret>", "client_secret: <secret>", "api_token: <secret>", "webhook_secret: <secret>", "lease: 5m0s"} {
+		if !strings.Contains(r, want) {
+			t.Errorf("Redacted lacks %q:\n%s", want, r)
+		}
+	}
+	// The output is itself a valid configuration.
+	back, err := Parse([]byte(r), "redacted.yaml")
+	if err != nil {
+		t.Fatalf("Redacted output does not parse: %v\n%s", err, r)
+	}
+	if back.Bridge.Lease != c.Bridge.Lease || back.ServiceNow.CatalogItem != c.ServiceNow.CatalogItem {
+		t.Error("Redacted output differs")
+	}
+}
+
+func TestValidateHandBuilt(t *testing.T) {
+	c := &Config{}
+	c.ApplyDefaults()
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("empty config validated")
+	}
+	var fe *FieldError
+	if !errors.As(err, &fe) {
+		t.Fatalf("not a FieldError: %T", err)
+	}
+	if !strings.Contains(err.Error(), "chainguard.org_id: required") || strings.Contains(err.Error(), ".yaml") {
+		t.Errorf("got %v", err)
+	}
+	c = mustParse(t, minimal)
+	if err := c.Validate(); err != nil {
+		t.Errorf("a parsed config does not validate: %v", err)
+	}
+}

@@ -1,0 +1,137 @@
+// Package secret holds credentials in a type that never prints them.
+//
+// A Secret formats as "<secret>" with every fmt verb, marshals as "<secret>"
+// to JSON, YAML and text, and hides its value even when it sits in an
+// unexported field of a struct printed with %+v or %#v. The only way to read
+// the value is Reveal, so every place that uses a credential is easy to find.
+package secret
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"gopkg.in/yaml.v3"
+)
+
+const (
+	// Placeholder is what a set Secret prints and marshals as.
+	Placeholder = "<secret>"
+	// EmptyPlaceholder is what an unset Secret prints as.
+	EmptyPlaceholder = "<empty>"
+)
+
+// Secret is a credential: a password, a token, a webhook key.
+//
+// The value sits behind a pointer on purpose: fmt prints the fields of an
+// unexported struct field by reflection, without calling String or Format, and
+// a string field would be printed verbatim. A pointer nested in a struct is
+// printed as an address, so the value cannot escape through %v, %+v, %#v or %x
+// on an enclosing struct, whatever the field's name.
+//
+// The zero value is an empty Secret. Secrets are immutable and safe to copy.
+// Compare them with Equal: == compares identity, not values.
+type Secret struct{ v *string }
+
+// New wraps s. New("") is the empty Secret.
+func New(s string) Secret {
+	if s == "" {
+		return Secret{}
+	}
+	return Secret{v: &s}
+}
+
+// Reveal returns the value. Call it only where the credential is used (an
+// Authorization header, an HMAC key), never to log or display it.
+func (s Secret) Reveal() string {
+	if s.v == nil {
+		return ""
+	}
+	return *s.v
+}
+
+// IsZero reports whether the Secret is empty. yaml's omitempty honours it.
+func (s Secret) IsZero() bool { return s.v == nil || *s.v == "" }
+
+// Equal reports whether s and o hold the same value, in constant time with
+// respect to the contents.
+func (s Secret) Equal(o Secret) bool {
+	return subtle.ConstantTimeCompare([]byte(s.Reveal()), []byte(o.Reveal())) == 1
+}
+
+func (s Secret) placeholder() string {
+	if s.IsZero() {
+		return EmptyPlaceholder
+	}
+	return Placeholder
+}
+
+// String returns "<secret>", or "<empty>" when unset.
+func (s Secret) String() string { return s.placeholder() }
+
+// GoString returns "<secret>", or "<empty>" when unset.
+func (s Secret) GoString() string { return s.placeholder() }
+
+// Format prints the placeholder for every verb (%v %+v %#v %s %q %x %X %d ...),
+// honouring only width and the '-' flag so tables stay aligned.
+func (s Secret) Format(f fmt.State, _ rune) {
+	p := s.placeholder()
+	if w, ok := f.Width(); ok && w > len(p) {
+		pad := make([]byte, w-len(p))
+		for i := range pad {
+			pad[i] = ' '
+		}
+		if f.Flag('-') {
+			p += string(pad)
+		} else {
+			p = string(pad) + p
+		}
+	}
+	_, _ = f.Write([]byte(p))
+}
+
+// LogValue makes log/slog print the placeholder.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.placeholder()) }
+
+// MarshalJSON returns "<secret>" (or "" when unset, so an absent credential
+// stays visibly absent).
+func (s Secret) MarshalJSON() ([]byte, error) {
+	if s.IsZero() {
+		return []byte(`""`), nil
+	}
+	return []byte(`"` + Placeholder + `"`), nil
+}
+
+// MarshalText returns "<secret>" (or "" when unset). It also covers encoders
+// that use encoding.TextMarshaler, such as slog and map keys in JSON.
+func (s Secret) MarshalText() ([]byte, error) {
+	if s.IsZero() {
+		return []byte{}, nil
+	}
+	return []byte(Placeholder), nil
+}
+
+// MarshalYAML returns "<secret>" (or "" when unset).
+func (s Secret) MarshalYAML() (any, error) {
+	if s.IsZero() {
+		return "", nil
+	}
+	return Placeholder, nil
+}
+
+// ErrNotScalar is returned when a YAML secret is not a plain value.
+var ErrNotScalar = errors.New("must be a single string value, not a list or mapping")
+
+// UnmarshalYAML reads a scalar node verbatim: "0123" stays "0123", "true" stays
+// "true". Any other node kind is an error that does not quote the node.
+func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind != yaml.ScalarNode {
+		return ErrNotScalar
+	}
+	*s = New(n.Value)
+	return nil
+}

@@ -1,0 +1,665 @@
+// Package store is the bridge's durable state: one row per ticket, driven
+// through its life cycle by the engine, and an append-only audit log. The
+// default (and for now only) backend is SQLite through the pure-Go
+// modernc.org/sqlite driver, so the bridge stays a single static binary.
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+)
+
+// ErrNotFound is returned by Get for a ticket the store has never seen.
+var ErrNotFound = errors.New("store: record not found")
+
+// applicationID marks a SQLite file as a bridge store ("IBR1"); it is set by
+// the first migration.
+const applicationID = 0x49425231
+
+// pageSize bounds the rows held in memory by the listing methods.
+const pageSize = 256
+
+// RequestID is the bridge's stable id for a ticket's request: "ibr-" and the
+// first 16 hex digits of sha256(source + "/" + ticketID). It is derived, not
+// random, so that a wiped or restored store still recognises the notes it
+// wrote before.
+func RequestID(source, ticketID string) string {
+	sum := sha256.Sum256([]byte(source + "/" + ticketID))
+	return "ibr-" + hex.EncodeToString(sum[:])[:16]
+}
+
+// SQLite is a Store in a SQLite database file.
+//
+// It uses a single connection: every statement of every goroutine runs on it
+// in turn, so goroutines of one process never contend for SQLite's write lock
+// and never see SQLITE_BUSY. Other processes opening the same file (a second
+// replica, an admin's `bridge status`) wait up to busy_timeout; transactions
+// start with BEGIN IMMEDIATE so a read-then-write transaction never fails
+// half-way on lock upgrade. Methods that call back into the caller (List,
+// Unfinished, Audit) read a page, release the connection, and only then call
+// fn, so fn may use the store.
+type SQLite struct {
+	db   *sql.DB
+	path string
+	now  func() time.Time
+}
+
+var _ isync.Store = (*SQLite)(nil)
+
+// Open opens (creating if needed) the store at dsn, a file path, and brings
+// its schema up to date. ":memory:" opens a private in-memory store for tests.
+// It refuses a file that is not a SQLite database, one that belongs to another
+// application, and one whose schema is newer than this bridge knows; it never
+// resets or rewrites existing data.
+func Open(ctx context.Context, dsn string) (*SQLite, error) {
+	if dsn == "" {
+		return nil, errors.New("store: no database path given (state.dsn)")
+	}
+	memory := dsn == ":memory:"
+	if !memory {
+		if err := checkFile(dsn); err != nil {
+			return nil, err
+		}
+	}
+	db, err := sql.Open("sqlite", connString(dsn, memory))
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", dsn, err)
+	}
+	// One connection for everything; it is kept open for the store's
+	// lifetime, which is also what keeps a ":memory:" database alive.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+
+	s := &SQLite{db: db, path: dsn, now: time.Now}
+	if err := s.migrate(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// connString builds the driver DSN. The pragmas are applied by the driver to
+// every connection it opens, including a replacement after a broken one:
+//
+//   - journal_mode=WAL: readers never block the writer, and a commit is one
+//     append to the log.
+//   - synchronous=NORMAL: with WAL, a committed transaction survives a crash
+//     of the process (SIGKILL, OOM kill, panic) because it is in the OS page
+//     cache; only a power loss or kernel crash can lose the last transactions
+//     before a checkpoint. The engine tolerates that: provisioning is
+//     idempotent and write-back re-reads the ticket before writing, so a
+//     replayed step neither provisions twice nor notes twice.
+//   - busy_timeout=5000: another process holding the lock is waited for, up
+//     to 5s, instead of failing at once with SQLITE_BUSY.
+//   - foreign_keys=on: enforce any reference constraints the schema declares.
+//
+// _txlock=immediate makes BEGIN take the write lock at once.
+func connString(path string, memory bool) string {
+	q := "_txlock=immediate" +
+		"&_pragma=busy_timeout(5000)" +
+		"&_pragma=foreign_keys(1)" +
+		"&_pragma=journal_mode(WAL)" +
+		"&_pragma=synchronous(NORMAL)"
+	if memory {
+		return "file::memory:?" + q
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	// A file: URI keeps '?' or '#' in a path from being read as parameters.
+	return "file:" + (&url.URL{Path: filepath.ToSlash(path)}).EscapedPath() + "?" + q
+}
+
+var sqliteHeader = []byte("SQLite format 3\x00")
+
+// checkFile refuses, before SQLite touches it, a path that is a directory or
+// a file that is not a SQLite database.
+func checkFile(path string) error {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		dir := filepath.Dir(path)
+		if dst, err := os.Stat(dir); err != nil || !dst.IsDir() {
+			return fmt.Errorf("store %s: directory %s does not exist", path, dir)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store %s: %w", path, err)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("store %s: is a directory, not a database file", path)
+	}
+	if st.Size() == 0 {
+		return nil // SQLite treats an empty file as a new database
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("store %s: %w", path, err)
+	}
+	defer f.Close()
+	head := make([]byte, len(sqliteHeader))
+	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, sqliteHeader) {
+		return notDatabase(path)
+	}
+	return nil
+}
+
+func notDatabase(path string) error {
+	return fmt.Errorf("store %s: not a SQLite database; check state.dsn (the file was left untouched)", path)
+}
+
+// wrapOpen names the path in an error met while opening, and turns SQLite's
+// "file is not a database" into the same clear error as checkFile.
+func (s *SQLite) wrapOpen(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == 26 { // SQLITE_NOTADB
+		return notDatabase(s.path)
+	}
+	return fmt.Errorf("store %s: %w", s.path, err)
+}
+
+// Close closes the store.
+func (s *SQLite) Close() error { return s.db.Close() }
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations are the embedded schema steps, numbered 1..N without gaps; N is
+// the schema version this binary supports.
+var migrations = mustLoadMigrations()
+
+func mustLoadMigrations() []migration {
+	ms, err := loadMigrations()
+	if err != nil {
+		panic(err)
+	}
+	return ms
+}
+
+func loadMigrations() ([]migration, error) {
+	entries, err := migrationFiles.ReadDir("migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || !strings.HasSuffix(e.Name(), ".sql") {
+			return nil, fmt.Errorf("store: migration %s is not named NNNN_name.sql", e.Name())
+		}
+		data, err := migrationFiles.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: e.Name(), sql: string(data)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("store: migration %s: expected number %d", m.name, i+1)
+		}
+	}
+	return ms, nil
+}
+
+// SchemaVersion is the schema version this binary supports.
+func SchemaVersion() int { return len(migrations) }
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	var version, appID int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return s.wrapOpen(err)
+	}
+	if err := s.db.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID); err != nil {
+		return s.wrapOpen(err)
+	}
+	if appID != 0 && appID != applicationID {
+		return fmt.Errorf("store %s: a SQLite database of another application (application_id %#x); check state.dsn", s.path, appID)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("store %s: store schema version %d is newer than this bridge supports (%d); upgrade the bridge", s.path, version, len(migrations))
+	}
+	if version == 0 {
+		var tables int
+		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'").Scan(&tables); err != nil {
+			return s.wrapOpen(err)
+		}
+		if tables > 0 {
+			return fmt.Errorf("store %s: a SQLite database with tables but no bridge schema; check state.dsn", s.path)
+		}
+	}
+	for _, m := range migrations[version:] {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			// Another process may have migrated while this one waited for
+			// the write lock.
+			var v int
+			if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+				return err
+			}
+			if v >= m.version {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store %s: migration %s: %w", s.path, m.name, err)
+		}
+	}
+	return nil
+}
+
+func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Times are stored as fixed-width UTC text: readable in the sqlite3 shell and
+// ordered correctly by text comparison. "" is the zero time.
+const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(timeLayout)
+}
+
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+const recordColumns = `source, ticket_id, ticket_key, request_id, state, attempts, next_attempt_at,
+	last_error, blocked_cause, noted_cause, image, reason, repo_id, pull_ref, method, already_present,
+	lease_owner, lease_until, version, created_at, updated_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanRecord(sc scanner) (isync.Record, error) {
+	var (
+		r                                  isync.Record
+		state                              string
+		next, leaseUntil, created, updated string
+		alreadyPresent                     bool
+	)
+	err := sc.Scan(&r.Source, &r.TicketID, &r.Key, &r.RequestID, &state, &r.Attempts, &next,
+		&r.LastError, &r.BlockedCause, &r.NotedCause, &r.Image, &r.Reason,
+		&r.Result.RepoID, &r.Result.PullRef, &r.Result.Method, &alreadyPresent,
+		&r.LeaseOwner, &leaseUntil, &r.Version, &created, &updated)
+	if err != nil {
+		return r, err
+	}
+	r.State = isync.State(state)
+	r.Result.AlreadyPresent = alreadyPresent
+	for _, f := range []struct {
+		dst *time.Time
+		src string
+	}{{&r.NextAttemptAt, next}, {&r.LeaseUntil, leaseUntil}, {&r.CreatedAt, created}, {&r.UpdatedAt, updated}} {
+		t, err := parseTime(f.src)
+		if err != nil {
+			return r, fmt.Errorf("store: %s/%s: bad time %q: %w", r.Source, r.TicketID, f.src, err)
+		}
+		*f.dst = t
+	}
+	return r, nil
+}
+
+func getRecord(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, source, ticketID string) (isync.Record, error) {
+	r, err := scanRecord(q.QueryRowContext(ctx,
+		`SELECT `+recordColumns+` FROM tickets WHERE source = ? AND ticket_id = ?`, source, ticketID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, ErrNotFound
+	}
+	return r, err
+}
+
+// Claim implements isync.Store. In one transaction it creates the record in
+// StateNew if absent (with its derived RequestID), then takes the lease for
+// owner until `until` if the lease is free, expired (lease_until < now) or
+// already owner's.
+//
+// Taking a lease from another owner, or a free one, increments Version: it
+// fences off a previous holder whose lease expired while it was still working,
+// whose next Save then fails with ErrConflict instead of overwriting the new
+// holder's progress. Renewing one's own lease keeps Version.
+func (s *SQLite) Claim(ctx context.Context, source, ticketID, key, owner string, now, until time.Time) (isync.Record, bool, error) {
+	if source == "" || ticketID == "" || owner == "" {
+		return isync.Record{}, false, errors.New("store: claim needs a source, a ticket id and an owner")
+	}
+	if !until.After(now) {
+		return isync.Record{}, false, fmt.Errorf("store: claim %s/%s: lease must end after now", source, ticketID)
+	}
+	var (
+		rec isync.Record
+		ok  bool
+	)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		ts := formatTime(now)
+		_, err := tx.ExecContext(ctx, `INSERT INTO tickets (source, ticket_id, ticket_key, request_id, state, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, ticket_id) DO NOTHING`,
+			source, ticketID, key, RequestID(source, ticketID), string(isync.StateNew), ts, ts)
+		if err != nil {
+			return err
+		}
+		rec, err = getRecord(ctx, tx, source, ticketID)
+		if err != nil {
+			return err
+		}
+		if rec.LeaseOwner != "" && rec.LeaseOwner != owner && !rec.LeaseUntil.Before(now) {
+			return nil // held by someone else
+		}
+		if rec.LeaseOwner != owner {
+			rec.Version++
+		}
+		if rec.Key == "" {
+			rec.Key = key
+		}
+		rec.LeaseOwner, rec.LeaseUntil = owner, until.UTC()
+		_, err = tx.ExecContext(ctx, `UPDATE tickets SET lease_owner = ?, lease_until = ?, version = ?, ticket_key = ?
+			WHERE source = ? AND ticket_id = ?`,
+			owner, formatTime(until), rec.Version, rec.Key, source, ticketID)
+		ok = err == nil
+		return err
+	})
+	if err != nil {
+		return isync.Record{}, false, fmt.Errorf("store: claim %s/%s: %w", source, ticketID, err)
+	}
+	return rec, ok, nil
+}
+
+var knownStates = map[isync.State]bool{
+	isync.StateNew: true, isync.StateProvisioning: true, isync.StateProvisioned: true,
+	isync.StateRejected: true, isync.StateBlocked: true, isync.StateDone: true,
+}
+
+// Save implements isync.Store: a compare-and-swap on Version. It writes the
+// record's state fields (not its lease, which only Claim and Release change,
+// nor its identity and creation time), increments rec.Version and sets
+// rec.UpdatedAt. A record changed since it was read yields isync.ErrConflict.
+func (s *SQLite) Save(ctx context.Context, rec *isync.Record) error {
+	if !knownStates[rec.State] {
+		return fmt.Errorf("store: save %s/%s: unknown state %q", rec.Source, rec.TicketID, rec.State)
+	}
+	updated := s.now().UTC()
+	res, err := s.db.ExecContext(ctx, `UPDATE tickets SET
+			ticket_key = ?, state = ?, attempts = ?, next_attempt_at = ?, last_error = ?,
+			blocked_cause = ?, noted_cause = ?, image = ?, reason = ?,
+			repo_id = ?, pull_ref = ?, method = ?, already_present = ?,
+			version = version + 1, updated_at = ?
+		WHERE source = ? AND ticket_id = ? AND version = ?`,
+		rec.Key, string(rec.State), rec.Attempts, formatTime(rec.NextAttemptAt), rec.LastError,
+		rec.BlockedCause, rec.NotedCause, rec.Image, rec.Reason,
+		rec.Result.RepoID, rec.Result.PullRef, rec.Result.Method, rec.Result.AlreadyPresent,
+		formatTime(updated),
+		rec.Source, rec.TicketID, rec.Version)
+	if err != nil {
+		return fmt.Errorf("store: save %s/%s: %w", rec.Source, rec.TicketID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: save %s/%s: %w", rec.Source, rec.TicketID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: %s/%s is no longer at version %d", isync.ErrConflict, rec.Source, rec.TicketID, rec.Version)
+	}
+	rec.Version++
+	rec.UpdatedAt = updated
+	return nil
+}
+
+// Release implements isync.Store: it clears the lease if owner holds it, and
+// does nothing otherwise.
+func (s *SQLite) Release(ctx context.Context, source, ticketID, owner string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE tickets SET lease_owner = '', lease_until = ''
+		WHERE source = ? AND ticket_id = ? AND lease_owner = ?`, source, ticketID, owner)
+	if err != nil {
+		return fmt.Errorf("store: release %s/%s: %w", source, ticketID, err)
+	}
+	return nil
+}
+
+// Unfinished implements isync.Store: fn sees every record of source not in
+// StateDone, in ticket id order. fn may use the store.
+func (s *SQLite) Unfinished(ctx context.Context, source string, fn func(isync.Record) error) error {
+	after := ""
+	for {
+		page, err := s.records(ctx, `SELECT `+recordColumns+` FROM tickets
+			WHERE source = ? AND state != 'done' AND ticket_id > ? ORDER BY ticket_id LIMIT ?`,
+			source, after, pageSize)
+		if err != nil {
+			return fmt.Errorf("store: unfinished %s: %w", source, err)
+		}
+		for _, r := range page {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+		after = page[len(page)-1].TicketID
+	}
+}
+
+// records runs a query and reads all its rows, releasing the connection
+// before returning.
+func (s *SQLite) records(ctx context.Context, query string, args ...any) ([]isync.Record, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []isync.Record
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Get returns one record, or ErrNotFound.
+func (s *SQLite) Get(ctx context.Context, source, ticketID string) (isync.Record, error) {
+	r, err := getRecord(ctx, s.db, source, ticketID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return r, fmt.Errorf("store: get %s/%s: %w", source, ticketID, err)
+	}
+	return r, err
+}
+
+// FindByKey returns the records whose human key is key (RITM0010001, IMG-42),
+// in source order; usually one, none if unknown.
+func (s *SQLite) FindByKey(ctx context.Context, key string) ([]isync.Record, error) {
+	rs, err := s.records(ctx, `SELECT `+recordColumns+` FROM tickets WHERE ticket_key = ? ORDER BY source, ticket_id`, key)
+	if err != nil {
+		return nil, fmt.Errorf("store: find %s: %w", key, err)
+	}
+	return rs, nil
+}
+
+// List calls fn for every record, ordered by source and ticket id. fn may use
+// the store.
+func (s *SQLite) List(ctx context.Context, fn func(isync.Record) error) error {
+	afterSource, afterID := "", ""
+	for {
+		page, err := s.records(ctx, `SELECT `+recordColumns+` FROM tickets
+			WHERE (source, ticket_id) > (?, ?) ORDER BY source, ticket_id LIMIT ?`,
+			afterSource, afterID, pageSize)
+		if err != nil {
+			return fmt.Errorf("store: list: %w", err)
+		}
+		for _, r := range page {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+		last := page[len(page)-1]
+		afterSource, afterID = last.Source, last.TicketID
+	}
+}
+
+// Counts returns the number of records by source and state.
+func (s *SQLite) Counts(ctx context.Context) (map[string]map[isync.State]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT source, state, count(*) FROM tickets GROUP BY source, state`)
+	if err != nil {
+		return nil, fmt.Errorf("store: counts: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[isync.State]int{}
+	for rows.Next() {
+		var (
+			source, state string
+			n             int
+		)
+		if err := rows.Scan(&source, &state, &n); err != nil {
+			return nil, fmt.Errorf("store: counts: %w", err)
+		}
+		if out[source] == nil {
+			out[source] = map[isync.State]int{}
+		}
+		out[source][isync.State(state)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: counts: %w", err)
+	}
+	return out, nil
+}
+
+// Append implements isync.Store: it adds one audit row. A zero Time is now.
+func (s *SQLite) Append(ctx context.Context, e isync.AuditEntry) error {
+	if e.Source == "" || e.TicketID == "" || e.Decision == "" {
+		return errors.New("store: an audit entry needs a source, a ticket id and a decision")
+	}
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO audit
+		(time, source, ticket_id, ticket_key, request_id, requester, approver, image, justification, decision, repo_id, detail, actor)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		formatTime(e.Time), e.Source, e.TicketID, e.Key, e.RequestID, e.Requester, e.Approver, e.Image,
+		e.Justification, string(e.Decision), e.RepoID, e.Detail, e.Actor)
+	if err != nil {
+		return fmt.Errorf("store: audit %s/%s: %w", e.Source, e.TicketID, err)
+	}
+	return nil
+}
+
+// AuditFilter selects audit rows; zero fields select everything.
+type AuditFilter struct {
+	Since    time.Time // rows at or after this time
+	Source   string    // "servicenow", "jira"
+	TicketID string    // a ticket id or a human key (RITM0010001, IMG-42)
+}
+
+// Audit calls fn for every audit row matching f, oldest first. fn may use the
+// store.
+func (s *SQLite) Audit(ctx context.Context, f AuditFilter, fn func(isync.AuditEntry) error) error {
+	where := []string{"id > ?"}
+	var args []any
+	if !f.Since.IsZero() {
+		where = append(where, "time >= ?")
+		args = append(args, formatTime(f.Since))
+	}
+	if f.Source != "" {
+		where = append(where, "source = ?")
+		args = append(args, f.Source)
+	}
+	if f.TicketID != "" {
+		where = append(where, "(ticket_id = ? OR ticket_key = ?)")
+		args = append(args, f.TicketID, f.TicketID)
+	}
+	query := `SELECT id, time, source, ticket_id, ticket_key, request_id, requester, approver, image,
+		justification, decision, repo_id, detail, actor FROM audit
+		WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id LIMIT ?`
+	var after int64
+	for {
+		page, last, err := s.auditPage(ctx, query, append(append([]any{after}, args...), pageSize)...)
+		if err != nil {
+			return fmt.Errorf("store: audit: %w", err)
+		}
+		for _, e := range page {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+		after = last
+	}
+}
+
+func (s *SQLite) auditPage(ctx context.Context, query string, args ...any) ([]isync.AuditEntry, int64, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var (
+		out  []isync.AuditEntry
+		last int64
+	)
+	for rows.Next() {
+		var (
+			e       isync.AuditEntry
+			ts, dec string
+		)
+		if err := rows.Scan(&last, &ts, &e.Source, &e.TicketID, &e.Key, &e.RequestID, &e.Requester, &e.Approver,
+			&e.Image, &e.Justification, &dec, &e.RepoID, &e.Detail, &e.Actor); err != nil {
+			return nil, 0, err
+		}
+		e.Decision = isync.Decision(dec)
+		if e.Time, err = parseTime(ts); err != nil {
+			return nil, 0, fmt.Errorf("audit row %d: bad time %q: %w", last, ts, err)
+		}
+		out = append(out, e)
+	}
+	return out, last, rows.Err()
+}
