@@ -10,6 +10,7 @@ import (
 	"time"
 
 	snfake "github.com/chainguard-dev/image-request-bridge/internal/fake/servicenow"
+	"github.com/chainguard-dev/image-request-bridge/internal/store"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 	"google.golang.org/grpc/codes"
 )
@@ -98,9 +99,13 @@ func TestServiceNowOutcomes(t *testing.T) {
 		}
 	}
 
-	// Only the two provisionable images reached Chainguard.
-	if got := h.cg.CountCalls("CreateRepo"); got != 2 {
-		t.Errorf("CreateRepo calls = %d, want 2 (python, node)", got)
+	// Only valid references reached Chainguard (the catalog, not the bridge, is
+	// the authority on unknown names), and only python was created.
+	if got := h.cg.CountCalls("CreateRepo"); got != 3 {
+		t.Errorf("CreateRepo calls = %d, want 3 (python, node, pythn)", got)
+	}
+	if got := len(h.cg.OrgRepos()); got != 2 {
+		t.Errorf("org repos = %d, want 2 (node, python)", got)
 	}
 
 	// A second pass makes no write anywhere.
@@ -113,7 +118,7 @@ func TestServiceNowOutcomes(t *testing.T) {
 
 	// Every decision left an audit row.
 	var decisions []string
-	if err := h.store.Audit(context.Background(), storeAuditAll(), func(a isync.AuditEntry) error {
+	if err := h.store.Audit(context.Background(), store.AuditFilter{}, func(a isync.AuditEntry) error {
 		decisions = append(decisions, a.Key+":"+string(a.Decision))
 		return nil
 	}); err != nil {

@@ -3,6 +3,7 @@ package sync_test
 import (
 	"context"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	stdsync "sync"
@@ -126,7 +127,7 @@ func (h *harness) engine() *isync.Engine {
 		BackoffMin:  time.Minute,
 		BackoffMax:  10 * time.Minute,
 		Now:         h.clock.Now,
-		Logger:      zerolog.New(io.Discard),
+		Logger:      testLogger(h.t),
 	})
 }
 
@@ -196,4 +197,12 @@ func (h *harness) state(sysID string) string {
 		h.t.Fatalf("RITM %s vanished", sysID)
 	}
 	return r.State
+}
+
+// testLogger logs to the test's output when BRIDGE_TEST_LOG is set.
+func testLogger(t *testing.T) zerolog.Logger {
+	if os.Getenv("BRIDGE_TEST_LOG") == "" {
+		return zerolog.New(io.Discard)
+	}
+	return zerolog.New(zerolog.ConsoleWriter{Out: zerolog.TestWriter{T: t}, NoColor: true}).Level(zerolog.DebugLevel)
 }

@@ -1,0 +1,72 @@
+// Command bridge provisions Chainguard images requested and approved in an
+// ITSM (ServiceNow catalog requests, Jira issues) and writes the result back
+// into each ticket. See README.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/chainguard-dev/image-request-bridge/internal/app"
+	"github.com/chainguard-dev/image-request-bridge/internal/config"
+	"github.com/chainguard-dev/image-request-bridge/internal/logging"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bridge:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "bridge",
+		Short: "Provision Chainguard images requested and approved in ServiceNow or Jira",
+		Long: `The Image Request Bridge finds approved image requests (ServiceNow RITMs of a
+catalog item, Jira issues), provisions the image into your organization's
+Chainguard registry, and writes the result and an audit trail back into the
+ticket, closing it.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newSyncCmd(), newRunCmd(), newValidateCmd(), newDemoCmd(), newVersionCmd())
+	return root
+}
+
+// loadConfig loads and validates the config and builds the logger it asks for.
+func loadConfig(path string) (*config.Config, zerolog.Logger, error) {
+	if path == "" {
+		return nil, zerolog.Nop(), fmt.Errorf("--config is required (see config.example.yaml)")
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, zerolog.Nop(), err
+	}
+	log, err := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return nil, zerolog.Nop(), err
+	}
+	return cfg, log.With().Str("bridge_version", app.Version).Logger(), nil
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the bridge version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), "image-request-bridge", app.Version)
+			return nil
+		},
+	}
+}

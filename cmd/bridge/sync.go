@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chainguard-dev/image-request-bridge/internal/app"
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+)
+
+func newSyncCmd() *cobra.Command {
+	var cfgPath, source string
+	cmd := &cobra.Command{
+		Use:   "sync --config FILE [--source servicenow|jira]",
+		Short: "Run one reconcile pass and exit",
+		Long: `Run one reconcile pass: every approved ticket is provisioned and closed with
+one note. Exits 0 when the pass ran (even if tickets were rejected or will be
+retried), non-zero when it could not run (bad config, a source unreachable).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := loadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			a, err := app.Build(cmd.Context(), cfg, log, app.Options{Only: source})
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			start := time.Now()
+			st, err := a.Engine.Pass(cmd.Context())
+			printStats(cmd.OutOrStdout(), st, time.Since(start))
+			if err != nil {
+				return fmt.Errorf("pass incomplete: %w", err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the YAML config")
+	cmd.Flags().StringVar(&source, "source", "", "only this source: servicenow or jira")
+	return cmd
+}
+
+func printStats(w io.Writer, st isync.Stats, took time.Duration) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "tickets listed\t%d\n", st.Listed)
+	for _, d := range st.SortedDecisions() {
+		fmt.Fprintf(tw, "%s\t%d\n", d, st.Decisions[d])
+	}
+	fmt.Fprintf(tw, "skipped (not due, leased, done)\t%d\n", st.Skipped)
+	fmt.Fprintf(tw, "errors (retried later)\t%d\n", st.Errors)
+	fmt.Fprintf(tw, "took\t%s\n", took.Round(time.Millisecond))
+	tw.Flush()
+}

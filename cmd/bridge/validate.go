@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chainguard-dev/image-request-bridge/internal/app"
+)
+
+func newValidateCmd() *cobra.Command {
+	var cfgPath string
+	var online bool
+	cmd := &cobra.Command{
+		Use:   "validate --config FILE [--online]",
+		Short: "Check the config; with --online, also the credentials",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := loadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "%s: configuration is valid\n\n%s", cfgPath, cfg.Redacted())
+			if !online {
+				return nil
+			}
+			a, err := app.Build(cmd.Context(), cfg, log, app.Options{})
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			checks := a.Checks()
+			names := make([]string, 0, len(checks))
+			for n := range checks {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			failed := 0
+			fmt.Fprintln(out)
+			for _, n := range names {
+				ctx, cancel := context.WithTimeout(cmd.Context(), 20*time.Second)
+				err := checks[n].Check(ctx)
+				cancel()
+				if err != nil {
+					failed++
+					fmt.Fprintf(out, "%-12s FAIL  %v\n", n, err)
+				} else {
+					fmt.Fprintf(out, "%-12s ok\n", n)
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d online check(s) failed", failed)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the YAML config")
+	cmd.Flags().BoolVar(&online, "online", false, "also make one authenticated call to each upstream")
+	return cmd
+}

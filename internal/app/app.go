@@ -1,0 +1,155 @@
+// Package app wires a validated configuration into a running bridge: the
+// store, the Chainguard provisioner, the enabled sources and the engine. The
+// CLI commands and `bridge demo` all build the bridge through it, so there is
+// one wiring path.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/rs/zerolog"
+
+	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
+	"github.com/chainguard-dev/image-request-bridge/internal/chainguard"
+	"github.com/chainguard-dev/image-request-bridge/internal/config"
+	"github.com/chainguard-dev/image-request-bridge/internal/store"
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+)
+
+// Version is the bridge's version, set at build time with
+// -ldflags "-X github.com/chainguard-dev/image-request-bridge/internal/app.Version=v1.2.3".
+var Version = "dev"
+
+// Checker is a component that can prove its credentials with one
+// authenticated call (`validate --online`, readiness).
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
+// App is a wired bridge.
+type App struct {
+	Config  *config.Config
+	Store   *store.SQLite
+	Prov    *chainguard.Provisioner
+	Sources []isync.Source
+	Engine  *isync.Engine
+	Log     zerolog.Logger
+}
+
+// Options adjust Build.
+type Options struct {
+	// Only limits the engine to one source ("servicenow", "jira"); "" = all enabled.
+	Only string
+	// Observer is passed to the engine.
+	Observer func(isync.Event)
+}
+
+// Build opens the store, dials Chainguard and builds the enabled sources. It
+// makes no upstream call besides establishing the gRPC client (which is lazy).
+func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options) (*App, error) {
+	a := &App{Config: cfg, Log: log}
+	if o.Only != "" && o.Only != servicenow.Name && o.Only != "jira" {
+		return nil, fmt.Errorf("unknown source %q: want servicenow or jira", o.Only)
+	}
+	if cfg.ServiceNow.Enabled && (o.Only == "" || o.Only == servicenow.Name) {
+		src, err := NewServiceNow(cfg.ServiceNow, log)
+		if err != nil {
+			return nil, err
+		}
+		a.Sources = append(a.Sources, src)
+	}
+	if cfg.Jira.Enabled && (o.Only == "" || o.Only == "jira") {
+		return nil, errors.New("jira: the Jira source is not available in this build")
+	}
+	if len(a.Sources) == 0 {
+		return nil, fmt.Errorf("no enabled source matches %q", o.Only)
+	}
+
+	if cfg.State.Driver != "" && cfg.State.Driver != "sqlite" {
+		return nil, fmt.Errorf("state.driver %q is not supported (sqlite)", cfg.State.Driver)
+	}
+	st, err := store.Open(ctx, cfg.State.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("opening state store: %w", err)
+	}
+	a.Store = st
+
+	prov, err := chainguard.New(ctx, chainguard.Options{
+		APIURL:   cfg.Chainguard.APIURL,
+		OrgID:    cfg.Chainguard.OrgID,
+		OrgName:  cfg.Chainguard.OrgName,
+		Token:    cfg.Chainguard.Token.Reveal(),
+		Mode:     cfg.Chainguard.Provision,
+		Registry: cfg.Chainguard.Registry,
+	})
+	if err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("chainguard: %w", err)
+	}
+	a.Prov = prov
+
+	instance := cfg.Bridge.InstanceID
+	if instance == "" {
+		instance, _ = os.Hostname()
+	}
+	a.Engine = isync.New(st, prov, a.Sources, isync.Options{
+		Instance:    instance,
+		Version:     Version,
+		Concurrency: cfg.Bridge.Concurrency,
+		Lease:       cfg.Bridge.Lease,
+		BackoffMin:  cfg.Bridge.Backoff.Min,
+		BackoffMax:  cfg.Bridge.Backoff.Max,
+		Logger:      log,
+		Observer:    o.Observer,
+	})
+	return a, nil
+}
+
+// NewServiceNow builds the ServiceNow source from its config section.
+func NewServiceNow(c config.ServiceNow, log zerolog.Logger) (*servicenow.Source, error) {
+	return servicenow.New(servicenow.Options{
+		InstanceURL: c.InstanceURL,
+		Auth: servicenow.Auth{
+			Username:     c.Username,
+			Password:     c.Password,
+			ClientID:     c.OAuth.ClientID,
+			ClientSecret: c.OAuth.ClientSecret,
+			GrantType:    c.OAuth.GrantType,
+		},
+		CatalogItem:           c.CatalogItem,
+		ImageVariable:         c.Variables.Image,
+		JustificationVariable: c.Variables.Justification,
+		ExtraVariables:        c.Variables.Extra,
+		ClosedComplete:        c.States.ClosedComplete,
+		ClosedIncomplete:      c.States.ClosedIncomplete,
+		PageSize:              c.PageSize,
+		Timeout:               c.Timeout,
+		Logger:                log,
+	})
+}
+
+// Checks returns the components to check online, by name.
+func (a *App) Checks() map[string]Checker {
+	out := map[string]Checker{"chainguard": a.Prov}
+	for _, s := range a.Sources {
+		if c, ok := s.(Checker); ok {
+			out[s.Name()] = c
+		}
+	}
+	return out
+}
+
+// Close releases the store and the Chainguard connection.
+func (a *App) Close() error {
+	var errs []error
+	if a.Prov != nil {
+		errs = append(errs, a.Prov.Close())
+	}
+	if a.Store != nil {
+		errs = append(errs, a.Store.Close())
+	}
+	return errors.Join(errs...)
+}

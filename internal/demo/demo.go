@@ -1,0 +1,197 @@
+// Package demo runs the whole bridge on in-process fakes of ServiceNow and
+// Chainguard with zero set-up: it seeds a handful of requested items, runs one
+// reconcile pass through the same wiring as `bridge sync`, and prints what
+// happened to each ticket.
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/rs/zerolog"
+
+	"github.com/chainguard-dev/image-request-bridge/internal/app"
+	"github.com/chainguard-dev/image-request-bridge/internal/config"
+	cgfake "github.com/chainguard-dev/image-request-bridge/internal/fake/chainguard"
+	snfake "github.com/chainguard-dev/image-request-bridge/internal/fake/servicenow"
+	"github.com/chainguard-dev/image-request-bridge/internal/store"
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+)
+
+const (
+	catalogItem = "3f1dd0320a0a0b99000a53f7604a2ef9"
+	otherItem   = "9d2c6f1e0a0a0b99000a53f7604a11aa"
+	orgID       = "4f7a1c2e9b3d5a6c8e0f1a2b3c4d5e6f70819203"
+	orgName     = "demo.example.com"
+	token       = "demo-chainguard-token"
+	snUser      = "svc.image-bridge"
+	snPassword  = "demo-servicenow-password"
+)
+
+// Options configure a demo run.
+type Options struct {
+	StateDir string    // where bridge.db goes; "" = a new temporary directory
+	Out      io.Writer // the tables
+	Log      zerolog.Logger
+}
+
+type seed struct {
+	what  string
+	image string
+	mod   func(*snfake.RITM)
+}
+
+var seeds = []seed{
+	{what: "approved, valid image", image: "python:latest-dev"},
+	{what: "approved, full reference", image: "cgr.dev/chainguard/go:1.25"},
+	{what: "approved, already present", image: "node:20"},
+	{what: "approved, unknown image", image: "pythn:3.12"},
+	{what: "approved, malformed reference", image: "docker.io/library/Python 3.12"},
+	{what: "not yet approved", image: "nginx", mod: func(r *snfake.RITM) { r.Approval = "requested" }},
+	{what: "another catalog item", image: "redis", mod: func(r *snfake.RITM) { r.CatItem = otherItem }},
+}
+
+// Run starts the fakes, seeds them, runs one pass and prints the outcome.
+func Run(ctx context.Context, o Options) error {
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	dir := o.StateDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "bridge-demo-")
+		if err != nil {
+			return fmt.Errorf("creating a state directory: %w", err)
+		}
+		dir = d
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating state directory %s: %w", dir, err)
+	}
+
+	sn := snfake.New(snfake.WithBasicAuth(snUser, snPassword))
+	defer sn.Close()
+	cg, err := cgfake.New(cgfake.WithToken(token), cgfake.WithOrg(orgID, orgName))
+	if err != nil {
+		return fmt.Errorf("starting the Chainguard fake: %w", err)
+	}
+	defer cg.Close()
+	cg.AddOrgRepo("node")
+
+	var ritms []snfake.RITM
+	for _, s := range seeds {
+		r := snfake.RITM{CatItem: catalogItem, RequestedFor: "62826bf03710200044e0bfc8bcbe5df1",
+			Variables: map[string]string{"image_name": s.image, "justification": "Demo: " + s.what, "team": "platform"}}
+		if s.mod != nil {
+			s.mod(&r)
+		}
+		ritms = append(ritms, sn.AddRITM(r))
+	}
+
+	dbPath := filepath.Join(dir, "bridge.db")
+	cfg, err := config.Parse([]byte(fmt.Sprintf(demoConfig, dbPath, cg.Addr(), orgID, orgName, token, sn.URL(), snUser, snPassword, catalogItem)), "demo.yaml")
+	if err != nil {
+		return fmt.Errorf("demo config: %w", err)
+	}
+	a, err := app.Build(ctx, cfg, o.Log, app.Options{})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	fmt.Fprintf(o.Out, "Image Request Bridge demo: ServiceNow fake at %s, Chainguard fake at %s\n", sn.URL(), cg.Addr())
+	fmt.Fprintf(o.Out, "Seeded %d requested items (RITMs); running one reconcile pass...\n\n", len(ritms))
+	st, err := a.Engine.Pass(ctx)
+	if err != nil {
+		return fmt.Errorf("demo pass: %w", err)
+	}
+
+	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TICKET\tREQUESTED IMAGE\tSCENARIO\tRITM STATE\tBRIDGE\tCLOSE NOTES")
+	for i, r := range ritms {
+		cur, _ := sn.RITM(r.SysID)
+		rec, err := a.Store.Get(ctx, "servicenow", r.SysID)
+		bridge := "not touched"
+		if err == nil {
+			bridge = string(rec.State)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cur.Number, r.Variables["image_name"], seeds[i].what, stateLabel(cur.State), bridge, orDash(cur.CloseNotes))
+	}
+	tw.Flush()
+
+	fmt.Fprintln(o.Out, "\nWork notes written by the bridge:")
+	for _, r := range ritms {
+		for _, j := range sn.Journal(r.SysID) {
+			fmt.Fprintf(o.Out, "\n  %s (%s):\n    %s\n", r.Number, j.Element, strings.ReplaceAll(j.Value, "\n", "\n    "))
+		}
+	}
+
+	fmt.Fprintf(o.Out, "\nChainguard calls: %d CreateRepo, %d ListRepos, %d GetEffectiveEntitlements; org repositories now: %s\n",
+		cg.CountCalls("CreateRepo"), cg.CountCalls("ListRepos"), cg.CountCalls("GetEffectiveEntitlements"), repoNames(cg))
+	fmt.Fprintf(o.Out, "Pass: %d listed, %d errors.\n", st.Listed, st.Errors)
+
+	fmt.Fprintln(o.Out, "\nAudit trail (append-only):")
+	tw = tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tTICKET\tREQUEST ID\tDECISION\tDETAIL")
+	n := 0
+	err = a.Store.Audit(ctx, store.AuditFilter{}, func(e isync.AuditEntry) error {
+		n++
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format("15:04:05"), e.Key, e.RequestID, e.Decision, truncate(e.Detail, 90))
+		return nil
+	})
+	tw.Flush()
+	if err != nil {
+		return fmt.Errorf("reading the audit log: %w", err)
+	}
+	fmt.Fprintf(o.Out, "\nState and audit (%d rows) live in the SQLite store %s\n", n, dbPath)
+	fmt.Fprintln(o.Out, "Run `bridge demo` again for a fresh run; run the bridge for real with `bridge sync --config config.yaml`.")
+	return nil
+}
+
+const demoConfig = `
+bridge: { instance_id: demo, concurrency: 4 }
+log: { level: warn }
+state: { driver: sqlite, dsn: %q }
+chainguard: { api_url: %q, org_id: %q, org_name: %q, token: %q, provision: auto }
+servicenow:
+  enabled: true
+  instance_url: %q
+  username: %q
+  password: %q
+  catalog_item: %q
+  variables: { image: image_name, justification: justification, extra: [team] }
+  timeout: 10s
+`
+
+func stateLabel(s string) string {
+	labels := map[string]string{"1": "1 Open", "2": "2 Work in Progress", "3": "3 Closed Complete", "4": "4 Closed Incomplete", "7": "7 Closed Skipped"}
+	if l, ok := labels[s]; ok {
+		return l
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return truncate(s, 100)
+}
+
+func truncate(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+func repoNames(cg *cgfake.Server) string {
+	var names []string
+	for _, r := range cg.OrgRepos() {
+		names = append(names, r.GetName())
+	}
+	return strings.Join(names, ", ")
+}
