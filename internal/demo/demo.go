@@ -81,9 +81,13 @@ func Run(ctx context.Context, o Options) error {
 	defer cg.Close()
 	cg.AddOrgRepo("node")
 
+	requesters := []string{"Alex Example", "Sam Rivera", "Priya Natarajan", "Jordan Lee"}
+	for _, name := range requesters {
+		sn.SetDisplayValue(snfake.UserSysID(name), name)
+	}
 	var ritms []snfake.RITM
-	for _, s := range seeds {
-		r := snfake.RITM{CatItem: catalogItem, RequestedFor: "62826bf03710200044e0bfc8bcbe5df1",
+	for i, s := range seeds {
+		r := snfake.RITM{CatItem: catalogItem, RequestedFor: snfake.UserSysID(requesters[i%len(requesters)]),
 			Variables: map[string]string{"image_name": s.image, "justification": "Demo: " + s.what, "team": "platform"}}
 		if s.mod != nil {
 			s.mod(&r)
@@ -178,7 +182,7 @@ func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return truncate(s, 100)
+	return truncate(s, 80)
 }
 
 func truncate(s string, n int) string {

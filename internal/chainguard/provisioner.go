@@ -1,0 +1,241 @@
+// Package chainguard provisions requested catalog images into the customer
+// organization's Chainguard registry through the Chainguard API
+// (chainguard.dev/sdk). It implements the engine's isync.Provisioner.
+//
+// How an image is provisioned depends on the organization's plan, read with
+// GetEffectiveEntitlements and cached:
+//   - CATALOG (all images of the entitled tiers): Registry.CreateRepo with the
+//     catalog name as sync source and PreventExisting; ALREADY_EXISTS means the
+//     image is already there.
+//   - PER_IMAGE and STARTER (a quota of images per tier):
+//     Entitlements.AddEntitlementImages; Chainguard then creates the
+//     organization's repository, possibly a little later.
+//
+// Errors carry the engine's classes: transient failures are retryable,
+// unknown images are rejected with the closest catalog names, and missing
+// permissions, an invalid token, exhausted quota or a refused precondition
+// block the bridge until an administrator acts.
+package chainguard
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	common "chainguard.dev/sdk/proto/platform/common/v1"
+	registry "chainguard.dev/sdk/proto/platform/registry/v1"
+	"github.com/google/go-containerregistry/pkg/name"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+)
+
+// The API calls, as named in Result.Method and error messages.
+const (
+	opCreateRepo      = "CreateRepo"
+	opAddEntitlements = "AddEntitlementImages"
+	opListRepos       = "ListRepos"
+	opEffective       = "GetEffectiveEntitlements"
+)
+
+// Provisioner provisions catalog images into one organization. It is safe for
+// concurrent use.
+type Provisioner struct {
+	opts    Options
+	clients registry.Clients
+	now     func() time.Time
+
+	planMu    sync.Mutex
+	plan      registry.Plan
+	planUntil time.Time
+
+	catMu    sync.Mutex
+	catalog  []string
+	catUntil time.Time
+}
+
+var _ isync.Provisioner = (*Provisioner)(nil)
+
+// New validates o and connects to the Chainguard API with the static token
+// o.Token. The connection is made lazily: New does not contact the API (see
+// Check).
+func New(ctx context.Context, o Options) (*Provisioner, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := registry.NewClients(ctx, o.APIURL, o.Token)
+	if err != nil {
+		return nil, fmt.Errorf("chainguard: connect to %s: %w", o.APIURL, err)
+	}
+	return NewWithClients(c, o), nil
+}
+
+// NewWithClients makes a Provisioner over existing clients, filling o's
+// defaults; it does not validate o (see Options.Validate). The Provisioner
+// owns c: Close closes it.
+func NewWithClients(c registry.Clients, o Options) *Provisioner {
+	return &Provisioner{opts: o.withDefaults(), clients: c, now: time.Now}
+}
+
+// Close closes the API connection.
+func (p *Provisioner) Close() error { return p.clients.Close() }
+
+// Check makes one authenticated call (GetEffectiveEntitlements, which needs
+// registry.entitlements.list) to verify the API URL, token, organization and
+// role. It refreshes the cached plan.
+func (p *Provisioner) Check(ctx context.Context) error {
+	p.planMu.Lock()
+	defer p.planMu.Unlock()
+	_, err := p.fetchPlanLocked(ctx)
+	return err
+}
+
+// Plan returns the organization's entitlement plan, cached for PlanTTL.
+func (p *Provisioner) Plan(ctx context.Context) (registry.Plan, error) {
+	p.planMu.Lock()
+	defer p.planMu.Unlock()
+	if p.now().Before(p.planUntil) {
+		return p.plan, nil
+	}
+	return p.fetchPlanLocked(ctx)
+}
+
+func (p *Provisioner) fetchPlanLocked(ctx context.Context) (registry.Plan, error) {
+	resp, err := p.clients.Entitlements().GetEffectiveEntitlements(ctx,
+		&registry.GetEffectiveEntitlementsRequest{Parent: p.opts.OrgID})
+	if err != nil {
+		return 0, p.classify(opEffective, "organization "+p.opts.OrgID, err)
+	}
+	p.plan, p.planUntil = resp.GetPlan(), p.now().Add(p.opts.PlanTTL)
+	return p.plan, nil
+}
+
+// forgetPlan drops the cached plan, so the next Provision reads it again.
+func (p *Provisioner) forgetPlan() {
+	p.planMu.Lock()
+	defer p.planMu.Unlock()
+	p.planUntil = time.Time{}
+}
+
+// method picks the provisioning call from the mode, or else the plan. A plan
+// the bridge does not know (PLAN_UNSPECIFIED) gets CreateRepo: the server
+// then says what is missing.
+func (p *Provisioner) method(ctx context.Context) (string, error) {
+	switch p.opts.Mode {
+	case ModeRepo:
+		return opCreateRepo, nil
+	case ModeEntitlement:
+		return opAddEntitlements, nil
+	}
+	plan, err := p.Plan(ctx)
+	if err != nil {
+		return "", err
+	}
+	if plan == registry.Plan_PER_IMAGE || plan == registry.Plan_STARTER {
+		return opAddEntitlements, nil
+	}
+	return opCreateRepo, nil
+}
+
+// Provision makes img available in the organization's registry. It is
+// idempotent: an image already there is a success with AlreadyPresent set.
+func (p *Provisioner) Provision(ctx context.Context, img isync.ImageRef) (isync.Result, error) {
+	if img.Tag == "" {
+		img.Tag = "latest"
+	}
+	if _, err := name.NewTag(p.pullRef(img), name.StrictValidation); err != nil || img.Name == "" || strings.Contains(img.Name, "/") {
+		return isync.Result{}, isync.Rejectedf("%s is not a valid image; type %s", quote(img.String()), example)
+	}
+	method, err := p.method(ctx)
+	if err != nil {
+		return isync.Result{}, err
+	}
+	var res isync.Result
+	if method == opAddEntitlements {
+		res, err = p.addEntitlement(ctx, img)
+	} else {
+		res, err = p.createRepo(ctx, img)
+	}
+	if err != nil && p.opts.Mode == ModeAuto && isync.ClassOf(err) == isync.ClassBlocked {
+		p.forgetPlan() // a plan change may be why
+	}
+	return res, err
+}
+
+// createRepo provisions with Registry.CreateRepo. It sends the name and the
+// sync source only: the other fields are Chainguard's to set.
+func (p *Provisioner) createRepo(ctx context.Context, img isync.ImageRef) (isync.Result, error) {
+	repo, err := p.clients.Registry().CreateRepo(ctx, &registry.CreateRepoRequest{
+		ParentId:        p.opts.OrgID,
+		Repo:            &registry.Repo{Name: img.Name, SyncConfig: &registry.SyncConfig{Source: img.Name}},
+		PreventExisting: true,
+	})
+	switch status.Code(err) {
+	case codes.OK:
+		return p.result(img, repo.GetId(), opCreateRepo, false), nil
+	case codes.AlreadyExists:
+		id, err := p.findRepo(ctx, img.Name)
+		if err != nil {
+			return isync.Result{}, err
+		}
+		return p.result(img, id, opCreateRepo, true), nil
+	case codes.NotFound, codes.InvalidArgument:
+		return isync.Result{}, p.unknownImage(ctx, opCreateRepo, img, err)
+	default:
+		return isync.Result{}, p.classify(opCreateRepo, img.Name, err)
+	}
+}
+
+// addEntitlement provisions with Entitlements.AddEntitlementImages. The
+// response lists only the images it added: an image missing from it was
+// entitled before. Chainguard creates the organization's repository
+// asynchronously, so RepoID is "" when it is not there yet.
+func (p *Provisioner) addEntitlement(ctx context.Context, img isync.ImageRef) (isync.Result, error) {
+	resp, err := p.clients.Entitlements().AddEntitlementImages(ctx, &registry.AddEntitlementImagesRequest{
+		Entitlement: &registry.AddEntitlementImagesRequest_Parent{Parent: p.opts.OrgID},
+		ImageNames:  []string{img.Name},
+	})
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.NotFound, codes.InvalidArgument:
+		return isync.Result{}, p.unknownImage(ctx, opAddEntitlements, img, err)
+	default:
+		return isync.Result{}, p.classify(opAddEntitlements, img.Name, err)
+	}
+	added := slices.ContainsFunc(resp.GetImages(), func(e *registry.EntitledImage) bool { return e.GetName() == img.Name })
+	// The entitlement is in place: failing to read the repository id must
+	// not fail (and later repeat) the provisioning.
+	id, _ := p.findRepo(ctx, img.Name)
+	return p.result(img, id, opAddEntitlements, !added), nil
+}
+
+// findRepo returns the id of the organization's repository name, or "" when
+// there is none.
+func (p *Provisioner) findRepo(ctx context.Context, repoName string) (string, error) {
+	list, err := p.clients.Registry().ListRepos(ctx, &registry.RepoFilter{
+		Name: repoName,
+		Uidp: &common.UIDPFilter{ChildrenOf: p.opts.OrgID},
+	})
+	if err != nil {
+		return "", p.classify(opListRepos, repoName, err)
+	}
+	for _, r := range list.GetItems() {
+		if r.GetName() == repoName {
+			return r.GetId(), nil
+		}
+	}
+	return "", nil
+}
+
+func (p *Provisioner) result(img isync.ImageRef, repoID, method string, already bool) isync.Result {
+	return isync.Result{RepoID: repoID, PullRef: p.pullRef(img), Method: method, AlreadyPresent: already}
+}
+
+// pullRef is where the organization pulls img: <Registry>/<OrgName>/<name>:<tag>.
+func (p *Provisioner) pullRef(img isync.ImageRef) string {
+	return fmt.Sprintf("%s/%s/%s:%s", p.opts.Registry, p.opts.OrgName, img.Name, img.Tag)
+}

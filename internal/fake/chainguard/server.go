@@ -1,0 +1,311 @@
+// Package chainguard is an in-process fake of the Chainguard platform's
+// Registry and Entitlements gRPC services, faithful enough to exercise the
+// bridge's provisioning end to end with the real SDK client
+// (registry.NewClients). Tests and the `bridge demo` command use it.
+//
+// The fake models one customer organization: its registry repositories, its
+// entitlement plan (CATALOG, PER_IMAGE or STARTER) with per-tier quotas, the
+// 2,500-repository cap, and the public catalog. Every RPC checks the token and
+// the organization scope the way the real API does, and is recorded in a call
+// log. Errors can be injected per method to exercise retry and blocking paths.
+//
+// Differences from the real API worth knowing:
+//   - AddEntitlementImages creates the organization's repository itself, after
+//     WithSyncDelay (default: at once); the real backend does it later in a
+//     reconciler.
+//   - A repository's tags are its catalog image's active tags; they appear
+//     WithSyncDelay after the repository is created.
+//   - Only the RPCs the bridge uses are implemented; the others answer
+//     UNIMPLEMENTED.
+package chainguard
+
+import (
+	"context"
+	"crypto/subtle"
+	"net"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	registry "chainguard.dev/sdk/proto/platform/registry/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+)
+
+// Defaults of a new Server.
+const (
+	DefaultToken    = "test-token"
+	DefaultOrgID    = "8f3c2a1b7d6e5f40c9b8a7d6e5f4c3b2a1d0e9f8"
+	DefaultOrgName  = "example.com"
+	DefaultMaxRepos = 2500
+)
+
+// Server is a running fake. It is safe for concurrent use.
+type Server struct {
+	lis       net.Listener
+	grpc      *grpc.Server
+	closeOnce sync.Once
+
+	mu          sync.Mutex
+	token       string
+	orgID       string
+	orgName     string
+	plan        registry.Plan
+	catalog     []CatalogImage
+	activeTiers []registry.CatalogTier // CATALOG plan: tiers with unlimited access
+	quota       map[registry.CatalogTier]int
+	maxRepos    int
+	syncDelay   time.Duration
+	now         func() time.Time
+
+	repos    []*registry.Repo          // the organization's repositories, in creation order
+	entitled []*registry.EntitledImage // PER_IMAGE / STARTER entitlements, in order
+	pending  []pendingRepo             // entitled images whose repository is not there yet
+	calls    []Call
+	inject   map[string]*injection
+	denied   map[string]bool
+}
+
+type pendingRepo struct {
+	image CatalogImage
+	due   time.Time
+}
+
+type injection struct {
+	code  codes.Code
+	msg   string
+	times int
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithToken sets the accepted token. A request's "authorization" metadata must
+// be the token or "Bearer " + token. Default DefaultToken.
+func WithToken(token string) Option { return func(s *Server) { s.token = token } }
+
+// WithOrg sets the customer organization: its UIDP (40 hex digits) and its
+// registry name, the path segment of cgr.dev/<name>/... Default DefaultOrgID
+// and DefaultOrgName.
+func WithOrg(uidp, name string) Option {
+	return func(s *Server) { s.orgID, s.orgName = uidp, name }
+}
+
+// WithPlan sets the organization's entitlement plan: CATALOG (the default),
+// PER_IMAGE or STARTER.
+func WithPlan(p registry.Plan) Option { return func(s *Server) { s.plan = p } }
+
+// WithCatalog replaces the public catalog (default DefaultCatalog).
+func WithCatalog(images ...CatalogImage) Option {
+	return func(s *Server) { s.catalog = append([]CatalogImage(nil), images...) }
+}
+
+// WithActiveTiers sets the tiers a CATALOG plan gives unlimited access to.
+// Default: every tier in the catalog. CreateRepo from an image of another tier
+// fails with FAILED_PRECONDITION.
+func WithActiveTiers(tiers ...registry.CatalogTier) Option {
+	return func(s *Server) { s.activeTiers = append([]registry.CatalogTier(nil), tiers...) }
+}
+
+// WithTierQuota sets how many images of tier a PER_IMAGE or STARTER plan may
+// entitle. Without any WithTierQuota, BASE and APPLICATION allow 10 each and
+// other tiers none.
+func WithTierQuota(tier registry.CatalogTier, max int) Option {
+	return func(s *Server) {
+		if s.quota == nil {
+			s.quota = map[registry.CatalogTier]int{}
+		}
+		s.quota[tier] = max
+	}
+}
+
+// WithMaxRepos sets the organization's repository cap (default 2,500).
+func WithMaxRepos(n int) Option { return func(s *Server) { s.maxRepos = n } }
+
+// WithSyncDelay sets how long after AddEntitlementImages the organization's
+// repository appears, and how long after a repository's creation its tags
+// appear. Default 0: at once.
+func WithSyncDelay(d time.Duration) Option { return func(s *Server) { s.syncDelay = d } }
+
+// WithClock sets the fake's clock (default time.Now).
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// New starts a fake on a random port of 127.0.0.1.
+func New(opts ...Option) (*Server, error) {
+	s := &Server{
+		token:    DefaultToken,
+		orgID:    DefaultOrgID,
+		orgName:  DefaultOrgName,
+		plan:     registry.Plan_CATALOG,
+		catalog:  DefaultCatalog(),
+		maxRepos: DefaultMaxRepos,
+		now:      time.Now,
+		inject:   map[string]*injection{},
+		denied:   map[string]bool{},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.quota == nil {
+		s.quota = map[registry.CatalogTier]int{registry.CatalogTier_BASE: 10, registry.CatalogTier_APPLICATION: 10}
+	}
+	if s.activeTiers == nil {
+		seen := map[registry.CatalogTier]bool{}
+		for _, img := range s.catalog {
+			if !seen[img.Tier] {
+				seen[img.Tier] = true
+				s.activeTiers = append(s.activeTiers, img.Tier)
+			}
+		}
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.lis = lis
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.intercept))
+	registry.RegisterRegistryServer(s.grpc, &registryServer{s: s})
+	registry.RegisterEntitlementsServer(s.grpc, &entitlementsServer{s: s})
+	go func() { _ = s.grpc.Serve(lis) }()
+	return s, nil
+}
+
+// Addr is the API URL to give registry.NewClients: "http://127.0.0.1:PORT"
+// (plaintext gRPC).
+func (s *Server) Addr() string { return "http://" + s.lis.Addr().String() }
+
+// Close stops the server, cutting open connections. It is idempotent.
+func (s *Server) Close() { s.closeOnce.Do(s.grpc.Stop) }
+
+// Token is the accepted token.
+func (s *Server) Token() string { return s.token }
+
+// OrgID is the organization's UIDP.
+func (s *Server) OrgID() string { return s.orgID }
+
+// OrgName is the organization's registry name (cgr.dev/<OrgName>/...).
+func (s *Server) OrgName() string { return s.orgName }
+
+// InjectError makes the next `times` calls of method (e.g. "CreateRepo") fail
+// with code and msg, before any other check. times <= 0 clears the injection.
+func (s *Server) InjectError(method string, code codes.Code, msg string, times int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if times <= 0 {
+		delete(s.inject, method)
+		return
+	}
+	s.inject[method] = &injection{code: code, msg: msg, times: times}
+}
+
+// DenyCapability makes method answer PERMISSION_DENIED "caller does not have
+// the required capabilities", as when the caller's role lacks the capability
+// the method needs; deny false restores it.
+func (s *Server) DenyCapability(method string, deny bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.denied[method] = deny
+}
+
+// intercept runs the checks every RPC shares, in the real API's order after
+// the injected failures: authentication, then capability. It records the call.
+func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	method := path.Base(info.FullMethod)
+	defer func() { s.record(method, req, status.Code(err)) }()
+	if err := s.injected(method); err != nil {
+		return nil, err
+	}
+	if err := s.authenticate(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	denied := s.denied[method]
+	s.mu.Unlock()
+	if denied {
+		return nil, errNoCapability
+	}
+	return handler(ctx, req)
+}
+
+var errNoCapability = status.Error(codes.PermissionDenied, "caller does not have the required capabilities")
+
+func (s *Server) injected(method string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inj := s.inject[method]
+	if inj == nil {
+		return nil
+	}
+	if inj.times--; inj.times <= 0 {
+		delete(s.inject, method)
+	}
+	return status.Error(inj.code, inj.msg)
+}
+
+func (s *Server) authenticate(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) == 0 || vals[0] == "" {
+		return status.Error(codes.Unauthenticated, "missing authorization token")
+	}
+	tok := strings.TrimPrefix(vals[0], "Bearer ")
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(s.token)) != 1 {
+		return status.Error(codes.Unauthenticated, "invalid or expired token")
+	}
+	return nil
+}
+
+// Call is one RPC the fake answered, in the call log.
+type Call struct {
+	Method  string     // "CreateRepo", "ListRepos", ...
+	Request string     // the request in compact text form, truncated
+	Code    codes.Code // the status answered (codes.OK on success)
+	Time    time.Time
+}
+
+func (s *Server) record(method string, req any, code codes.Code) {
+	c := Call{Method: method, Code: code}
+	if m, ok := req.(proto.Message); ok {
+		c.Request = summarize(m)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.Time = s.now()
+	s.calls = append(s.calls, c)
+}
+
+// summarize renders m on one line, at most 256 bytes.
+func summarize(m proto.Message) string {
+	txt := prototext.MarshalOptions{}.Format(m)
+	txt = strings.Join(strings.Fields(txt), " ")
+	if len(txt) > 256 {
+		txt = txt[:253] + "..."
+	}
+	return txt
+}
+
+// Calls returns a copy of the call log, oldest first.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.calls...)
+}
+
+// CountCalls counts the logged calls of method ("CreateRepo", ...), failed
+// ones included.
+func (s *Server) CountCalls(method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.calls {
+		if c.Method == method {
+			n++
+		}
+	}
+	return n
+}
