@@ -229,7 +229,7 @@ func looksHTML(resp *http.Response, data []byte) bool {
 	if strings.Contains(resp.Header.Get("Content-Type"), "text/html") {
 		return true
 	}
-	t := bytes.TrimSpace(data)
+	t := bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")))
 	return len(t) > 0 && t[0] == '<'
 }
 

@@ -33,7 +33,7 @@ func renderNote(r isync.Report) string {
 }
 
 // clean makes text safe for one line of a work note or close_notes: valid UTF-8,
-// no control characters (CR/LF become spaces), no [code] markup, at most max
+// control and format characters shown as U+FFFD (CR/LF become spaces), no [code] markup, at most max
 // runes (cut with an ellipsis).
 func clean(s string, max int) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
@@ -41,8 +41,10 @@ func clean(s string, max int) string {
 		switch {
 		case r == '\n' || r == '\r' || r == '\t':
 			return ' '
-		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
-			return -1
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029':
+			// Shown, not silently dropped: "py\x00thon" must not read as
+			// "python", and bidi overrides must not reorder the line.
+			return '\uFFFD'
 		}
 		return r
 	}, s)

@@ -131,7 +131,7 @@ func (s *Source) listParams(query string, offset int) url.Values {
 // rel="next" (or a full page when Link is absent) says whether to go on, and an
 // empty page steps over with sysparm_offset.
 func (s *Source) Approved(ctx context.Context, fn func(isync.Ticket) error) error {
-	cursor, offset := "", 0
+	cursor, offset, empty := "", 0, 0
 	for {
 		var page listResponse
 		hdr, err := s.c.list(ctx, table, s.listParams(s.approvedQuery(cursor), offset), &page)
@@ -141,14 +141,16 @@ func (s *Source) Approved(ctx context.Context, fn func(isync.Ticket) error) erro
 		for _, r := range page.Result {
 			t, err := s.ticket(ctx, r)
 			if err != nil {
-				return err
+				// One unreadable RITM must not hold up the queue: it is
+				// listed again, and retried, on the next pass.
+				s.o.Logger.Warn().Str("source", Name).Str("ticket", r.get("number")).Err(err).Msg("skipping a RITM that could not be read; retried next pass")
+				continue
 			}
 			if err := fn(t); err != nil {
 				return err
 			}
 		}
-		more := hasNext(hdr, len(page.Result) == s.o.PageSize)
-		if !more {
+		if !hasNext(hdr, len(page.Result) == s.o.PageSize) {
 			return nil
 		}
 		if n := len(page.Result); n > 0 {
@@ -156,12 +158,24 @@ func (s *Source) Approved(ctx context.Context, fn func(isync.Ticket) error) erro
 			if last <= cursor {
 				return fmt.Errorf("listing approved RITMs: the instance ignored the sys_id paging condition (cursor %s did not advance)", cursor)
 			}
-			cursor, offset = last, 0
-		} else {
-			offset += s.o.PageSize
+			cursor, offset, empty = last, 0, 0
+			continue
+		}
+		// A page emptied by ACLs: step over it, but never past the reported
+		// total nor forever.
+		offset += s.o.PageSize
+		empty++
+		if total, err := strconv.Atoi(hdr.Get("X-Total-Count")); err == nil && offset >= total {
+			return nil
+		}
+		if empty > maxEmptyPages {
+			return fmt.Errorf("listing approved RITMs: %d empty pages in a row although the instance says more follow; stopping", empty)
 		}
 	}
 }
+
+// maxEmptyPages bounds how many ACL-emptied pages are stepped over in a row.
+const maxEmptyPages = 100
 
 // hasNext reads the Link header; without one, a full page means "maybe more".
 func hasNext(h http.Header, full bool) bool {
@@ -307,22 +321,60 @@ func (s *Source) landed(ctx context.Context, t isync.Ticket, r isync.Report, tar
 		}
 		return cur.Closed, nil
 	}
-	p := url.Values{
+	// A note alone: look for its signature in the RITM's work notes (the
+	// display value holds the journal), then in sys_journal_field.
+	sig := signature(r)
+	p := url.Values{"sysparm_fields": {"work_notes"}, "sysparm_display_value": {"true"}}
+	var one oneResponse
+	if _, err := s.c.do(ctx, http.MethodGet, table+"/"+t.ID, p, nil, &one); err != nil {
+		return false, err
+	}
+	notes := one.Result["work_notes"].Display
+	if hasAll(notes, sig) {
+		return true, nil
+	}
+	q := url.Values{
 		"sysparm_query":  {"element_id=" + t.ID + "^element=work_notes^ORDERBYDESCsys_created_on"},
 		"sysparm_fields": {"value"},
 		"sysparm_limit":  {"50"},
 	}
 	var page listResponse
-	if _, err := s.c.list(ctx, "/api/now/table/sys_journal_field", p, &page); err != nil {
+	if _, err := s.c.list(ctx, "/api/now/table/sys_journal_field", q, &page); err != nil {
 		return false, err
 	}
-	want := renderNote(r)
 	for _, e := range page.Result {
-		if strings.TrimSpace(e.get("value")) == strings.TrimSpace(want) {
+		if hasAll(e.get("value"), sig) {
 			return true, nil
 		}
 	}
+	if strings.TrimSpace(notes) == "" && len(page.Result) == 0 {
+		// Neither journal is readable (missing ACLs): the note may well be
+		// there. A note is better missed than doubled; say so.
+		s.o.Logger.Warn().Str("source", Name).Str("ticket", t.Key).Msg("cannot read work notes to check whether a note landed; assuming it did (grant read on sys_journal_field)")
+		return true, nil
+	}
 	return false, nil
+}
+
+// signature identifies a note across attempts: its marker line and its Result
+// and Cause lines, which do not depend on when it was written.
+func signature(r isync.Report) []string {
+	sig := []string{clean(r.Marker, maxFieldLen)}
+	for _, f := range r.Fields {
+		if f.Name == "Result" || f.Name == "Cause" {
+			sig = append(sig, f.Name+": "+clean(f.Value, maxFieldLen))
+		}
+	}
+	return sig
+}
+
+func hasAll(text string, lines []string) bool {
+	for _, l := range lines {
+		if !strings.Contains(text, l) {
+			return false
+		}
+	}
+	return true
 }
 
 // Check makes one authenticated read, for `validate --online` and readiness.

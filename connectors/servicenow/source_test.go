@@ -3,8 +3,11 @@ package servicenow_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	stdsync "sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -286,5 +289,78 @@ func TestNewValidates(t *testing.T) {
 		if _, err := servicenow.New(o); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// One RITM whose answers cannot be read does not hold up the others.
+func TestUnreadableRITMDoesNotBlockQueue(t *testing.T) {
+	fake := snfake.New()
+	defer fake.Close()
+	fake.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": ""}}) // falls back to sc_item_option_mtom
+	good := seed(fake, 3, "python")
+	fake.InjectFault(snfake.Fault{PathContains: "sc_item_option_mtom", Status: 403, Times: 1000})
+	src := newSource(t, fake, nil)
+	var got []string
+	if err := src.Approved(ctx(t), func(tk isync.Ticket) error { got = append(got, tk.ID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(good) {
+		t.Fatalf("listed %d tickets, want the %d readable ones", len(got), len(good))
+	}
+}
+
+// A server that keeps promising a next page of nothing cannot hold the
+// bridge forever.
+func TestEmptyPagesForeverAreBounded(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Link", `<https://elsewhere.example/x>;rel="next"`)
+		w.Write([]byte(`{"result":[]}`))
+	}))
+	defer srv.Close()
+	src, err := servicenow.New(servicenow.Options{InstanceURL: srv.URL, CatalogItem: catItem, Auth: servicenow.Auth{Username: "u", Password: secret.New("p")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = src.Approved(ctx(t), func(isync.Ticket) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "empty pages") {
+		t.Fatalf("err = %v", err)
+	}
+	if n.Load() > 200 {
+		t.Errorf("%d requests before giving up", n.Load())
+	}
+}
+
+func TestHTMLBehindByteOrderMark(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte("\ufeff<html><body class=\"instance-hibernating-page\">zzz</body></html>"))
+	}))
+	defer srv.Close()
+	src, _ := servicenow.New(servicenow.Options{InstanceURL: srv.URL, CatalogItem: catItem, RetryMax: -1})
+	err := src.Approved(ctx(t), func(isync.Ticket) error { return nil })
+	if !errors.Is(err, servicenow.ErrHTML) {
+		t.Fatalf("err = %v, want ErrHTML", err)
+	}
+}
+
+// Format characters (bidi overrides, zero-width) and NUL are shown, not kept
+// or silently dropped.
+func TestReportShowsHiddenCharacters(t *testing.T) {
+	fake := snfake.New()
+	defer fake.Close()
+	r := seed(fake, 1, "python")[0]
+	src := newSource(t, fake, nil)
+	tk, _ := src.Get(ctx(t), r.SysID)
+	rep := result(tk.Key)
+	rep.Fields = append(rep.Fields, isync.Field{Name: "Requested image", Value: "py\x00thon\u202e\u200b\ufeff"})
+	if err := src.Report(ctx(t), tk, rep); err != nil {
+		t.Fatal(err)
+	}
+	note := fake.Journal(r.SysID)[0].Value
+	if strings.ContainsAny(note, "\x00\u202e\u200b\ufeff") || !strings.Contains(note, "py\uFFFDthon\uFFFD\uFFFD\uFFFD") {
+		t.Fatalf("note = %q", note)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/chainguard-dev/image-request-bridge/connectors/jira"
 	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
 	"github.com/chainguard-dev/image-request-bridge/internal/chainguard"
 	"github.com/chainguard-dev/image-request-bridge/internal/config"
@@ -51,7 +52,7 @@ type Options struct {
 // makes no upstream call besides establishing the gRPC client (which is lazy).
 func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options) (*App, error) {
 	a := &App{Config: cfg, Log: log}
-	if o.Only != "" && o.Only != servicenow.Name && o.Only != "jira" {
+	if o.Only != "" && o.Only != servicenow.Name && o.Only != jira.Name {
 		return nil, fmt.Errorf("unknown source %q: want servicenow or jira", o.Only)
 	}
 	if cfg.ServiceNow.Enabled && (o.Only == "" || o.Only == servicenow.Name) {
@@ -61,8 +62,12 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 		}
 		a.Sources = append(a.Sources, src)
 	}
-	if cfg.Jira.Enabled && (o.Only == "" || o.Only == "jira") {
-		return nil, errors.New("jira: the Jira source is not available in this build")
+	if cfg.Jira.Enabled && (o.Only == "" || o.Only == jira.Name) {
+		src, err := NewJira(cfg.Jira, log)
+		if err != nil {
+			return nil, err
+		}
+		a.Sources = append(a.Sources, src)
 	}
 	if len(a.Sources) == 0 {
 		return nil, fmt.Errorf("no enabled source matches %q", o.Only)
@@ -128,6 +133,25 @@ func NewServiceNow(c config.ServiceNow, log zerolog.Logger) (*servicenow.Source,
 		PageSize:              c.PageSize,
 		Timeout:               c.Timeout,
 		Logger:                log,
+	})
+}
+
+// NewJira builds the Jira source from its config section.
+func NewJira(c config.Jira, log zerolog.Logger) (*jira.Source, error) {
+	return jira.New(jira.Options{
+		URL:                c.URL,
+		Deployment:         c.Deployment,
+		Email:              c.Email,
+		APIToken:           c.APIToken,
+		JQL:                c.JQL,
+		ImageField:         c.Fields.Image,
+		JustificationField: c.Fields.Justification,
+		ExtraFields:        c.Fields.Extra,
+		DoneTransition:     c.Transitions.Done,
+		RejectedTransition: c.Transitions.Rejected,
+		PageSize:           c.PageSize,
+		Timeout:            c.Timeout,
+		Logger:             log,
 	})
 }
 

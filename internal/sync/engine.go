@@ -2,9 +2,13 @@ package sync
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	stdsync "sync"
 	"time"
 
@@ -13,10 +17,10 @@ import (
 
 // Options tune the engine. Zero values take the defaults shown.
 type Options struct {
-	Instance         string        // this bridge's identity: lease owner and audit actor (default "bridge")
+	Instance         string        // this bridge's identity in audit rows and notes (default "bridge")
 	Version          string        // bridge version, named in notes (default "dev")
 	Concurrency      int           // tickets processed at once (default 4)
-	Lease            time.Duration // how long a claimed ticket is reserved (default 5m)
+	Lease            time.Duration // how long a claimed ticket is reserved; every upstream call is bounded by half of it (default 5m)
 	BackoffMin       time.Duration // first retry delay after a retryable or blocked error (default 30s)
 	BackoffMax       time.Duration // retry delay cap (default 1h)
 	ProvisionTimeout time.Duration // deadline of one provisioning call (default 60s)
@@ -44,6 +48,7 @@ type Engine struct {
 	sources map[string]Source
 	order   []string
 	o       Options
+	owner   string // lease owner: unique to this process, so two processes never share a lease
 	log     zerolog.Logger
 
 	mu       stdsync.Mutex
@@ -76,7 +81,8 @@ func New(store Store, prov Provisioner, sources []Source, o Options) *Engine {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	e := &Engine{store: store, prov: prov, sources: map[string]Source{}, o: o, log: o.Logger, inflight: map[string]bool{}}
+	e := &Engine{store: store, prov: prov, sources: map[string]Source{}, o: o, log: o.Logger, inflight: map[string]bool{},
+		owner: o.Instance + "/" + runID()}
 	for _, s := range sources {
 		e.sources[s.Name()] = s
 		e.order = append(e.order, s.Name())
@@ -205,7 +211,7 @@ func (e *Engine) passSource(ctx context.Context, src Source) (Stats, error) {
 	close(jobs)
 	wg.Wait()
 	if listErr != nil {
-		return st, fmt.Errorf("listing approved tickets: %w", listErr)
+		return st, listErr
 	}
 	if recErr != nil {
 		return st, fmt.Errorf("reading unfinished records: %w", recErr)
@@ -265,7 +271,7 @@ func (e *Engine) process(ctx context.Context, src Source, t Ticket) (Decision, e
 	// the state they record is what makes recovery safe.
 	sctx := context.WithoutCancel(ctx)
 	now := e.o.Now()
-	rec, ok, err := e.store.Claim(sctx, src.Name(), t.ID, t.Key, e.o.Instance, now, now.Add(e.o.Lease))
+	rec, ok, err := e.store.Claim(sctx, src.Name(), t.ID, t.Key, e.owner, now, now.Add(e.o.Lease))
 	if err != nil {
 		return "", fmt.Errorf("claiming %s: %w", t.Key, err)
 	}
@@ -275,7 +281,7 @@ func (e *Engine) process(ctx context.Context, src Source, t Ticket) (Decision, e
 		return "", nil
 	}
 	defer func() {
-		if err := e.store.Release(sctx, src.Name(), t.ID, e.o.Instance); err != nil {
+		if err := e.store.Release(sctx, src.Name(), t.ID, e.owner); err != nil {
 			log.Warn().Err(err).Msg("releasing lease failed; it expires by itself")
 		}
 	}()
@@ -328,6 +334,30 @@ func (w *worker) run(ctx context.Context) (Decision, error) {
 	return w.provision(ctx)
 }
 
+// errLeaseLost stops a worker whose lease ran out and was taken by another
+// bridge process: that process now owns the ticket.
+var errLeaseLost = errors.New("lease lost to another bridge process")
+
+// renew extends the lease before an upstream call, and fails if another
+// process took the ticket meanwhile (its record changed).
+func (w *worker) renew() error {
+	now := w.e.o.Now()
+	rec, ok, err := w.e.store.Claim(w.sctx, w.src.Name(), w.t.ID, w.t.Key, w.e.owner, now, now.Add(w.e.o.Lease))
+	if err != nil {
+		return fmt.Errorf("renewing the lease on %s: %w", w.t.Key, err)
+	}
+	if !ok || rec.Version != w.rec.Version {
+		return fmt.Errorf("%s: %w", w.t.Key, errLeaseLost)
+	}
+	return nil
+}
+
+// bounded returns a context for one upstream call: it ends well within the
+// lease, so no other process can take the ticket while the call may still land.
+func (w *worker) bounded(ctx context.Context, limit time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, min(limit, w.e.o.Lease/2))
+}
+
 func (w *worker) save() error {
 	w.rec.UpdatedAt = w.e.o.Now()
 	if err := w.e.store.Save(w.sctx, &w.rec); err != nil {
@@ -358,6 +388,9 @@ func (w *worker) provision(ctx context.Context) (Decision, error) {
 	if w.rec.Key == "" {
 		w.rec.Key = w.t.Key
 	}
+	if w.t.Invalid != "" {
+		return w.reject(ctx, Rejectedf("%s", w.t.Invalid))
+	}
 	ref, err := w.e.prov.ParseImage(w.t.Image)
 	if err != nil {
 		return w.reject(ctx, err)
@@ -368,7 +401,10 @@ func (w *worker) provision(ctx context.Context) (Decision, error) {
 	if err := w.save(); err != nil {
 		return "", err
 	}
-	pctx, cancel := context.WithTimeout(ctx, w.e.o.ProvisionTimeout)
+	if err := w.renew(); err != nil {
+		return "", err
+	}
+	pctx, cancel := w.bounded(ctx, w.e.o.ProvisionTimeout)
 	start := time.Now()
 	res, err := w.e.prov.Provision(pctx, ref)
 	cancel()
@@ -442,15 +478,15 @@ func (w *worker) block(ctx context.Context, cause error) (Decision, error) {
 		return "", err
 	}
 	w.audit(DecisionBlocked, w.rec.BlockedCause+": "+w.rec.LastError)
-	if w.rec.NotedCause == w.rec.BlockedCause {
+	if hasCause(w.rec.NotedCause, w.rec.BlockedCause) {
 		return w.last, nil // this cause is already on the ticket
 	}
 	r := blockedReport(w.rec, w.t, w.noteContext())
-	if err := w.src.Report(ctx, w.t, r); err != nil {
+	if err := w.report(ctx, r); err != nil {
 		w.log.Warn().Err(err).Msg("writing the blocked note failed; will retry with the next attempt")
 		return w.last, fmt.Errorf("blocked note on %s: %w", w.t.Key, err)
 	}
-	w.rec.NotedCause = w.rec.BlockedCause
+	w.rec.NotedCause = addCause(w.rec.NotedCause, w.rec.BlockedCause)
 	if err := w.save(); err != nil {
 		return "", err
 	}
@@ -467,7 +503,12 @@ func (w *worker) noteContext() noteContext {
 // earlier write landed (or a person closed it) and nothing is written again.
 func (w *worker) writeBack(ctx context.Context, recovering bool) (Decision, error) {
 	if recovering {
-		cur, err := w.src.Get(ctx, w.t.ID)
+		if err := w.renew(); err != nil {
+			return "", err
+		}
+		gctx, cancel := w.bounded(ctx, w.e.o.Lease)
+		cur, err := w.src.Get(gctx, w.t.ID)
+		cancel()
 		if err != nil {
 			return w.writeBackFailed(fmt.Errorf("re-reading before write-back: %w", err))
 		}
@@ -488,7 +529,10 @@ func (w *worker) writeBack(ctx context.Context, recovering bool) (Decision, erro
 	} else {
 		r = provisionedReport(w.rec, w.t, w.noteContext())
 	}
-	if err := w.src.Report(ctx, w.t, r); err != nil {
+	if err := w.report(ctx, r); err != nil {
+		if errors.Is(err, errLeaseLost) {
+			return "", err
+		}
 		return w.writeBackFailed(err)
 	}
 	w.rec.State = StateDone
@@ -498,6 +542,16 @@ func (w *worker) writeBack(ctx context.Context, recovering bool) (Decision, erro
 	}
 	w.audit(DecisionReported, "result note written and ticket closed: "+r.Summary)
 	return w.last, nil
+}
+
+// report renews the lease and writes r within a bounded call.
+func (w *worker) report(ctx context.Context, r Report) error {
+	if err := w.renew(); err != nil {
+		return err
+	}
+	rctx, cancel := w.bounded(ctx, w.e.o.Lease)
+	defer cancel()
+	return w.src.Report(rctx, w.t, r)
 }
 
 func (w *worker) writeBackFailed(cause error) (Decision, error) {
@@ -518,4 +572,36 @@ func (s Stats) SortedDecisions() []Decision {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// Noted causes are kept as a comma-separated set, so causes that alternate
+// (PERMISSION_DENIED, then UNAUTHENTICATED, then PERMISSION_DENIED) are each
+// noted once.
+func hasCause(set, cause string) bool {
+	for _, c := range strings.Split(set, ",") {
+		if c == cause {
+			return true
+		}
+	}
+	return false
+}
+
+func addCause(set, cause string) string {
+	if set == "" {
+		return cause
+	}
+	if hasCause(set, cause) {
+		return set
+	}
+	return set + "," + cause
+}
+
+// runID is a random id distinguishing this process's leases from those of any
+// other bridge process, including one on the same host with the same instance id.
+func runID() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	return hex.EncodeToString(b[:])
 }

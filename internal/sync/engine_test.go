@@ -359,3 +359,121 @@ func TestServiceNowWebhookPathRereads(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// Two bridge processes with the same instance id on one store (`bridge run`
+// plus a manual `bridge sync` on the same host) never both act on a ticket.
+func TestTwoProcessesSameInstance(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	var ids []string
+	for i := 0; i < 40; i++ {
+		ids = append(ids, h.ritm("python", nil).SysID)
+	}
+	var wg stdsync.WaitGroup
+	for i := 0; i < 2; i++ {
+		st, err := store.Open(context.Background(), h.dbPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		e := isync.New(st, h.prov, []isync.Source{h.src}, isync.Options{Instance: "host-1", Concurrency: 4, Now: h.clock.Now})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := e.Pass(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	h.pass(h.engine()) // whatever one process skipped because the other held it
+	for _, id := range ids {
+		if n := len(h.notes(id)); n != 1 {
+			t.Errorf("RITM %s: %d notes, want 1", id, n)
+		}
+	}
+	if got := h.cg.CountCalls("CreateRepo"); got != 40 {
+		t.Errorf("CreateRepo calls = %d, want 40", got)
+	}
+}
+
+// stealStore lets another process take the lease (after it expired) right
+// after the given state was saved, as a long stall would.
+type stealStore struct {
+	isync.Store
+	after isync.State
+	clock *clock
+	lease time.Duration
+	once  stdsync.Once
+}
+
+func (s *stealStore) Save(ctx context.Context, rec *isync.Record) error {
+	if err := s.Store.Save(ctx, rec); err != nil {
+		return err
+	}
+	if rec.State == s.after {
+		s.once.Do(func() {
+			s.clock.Add(2 * s.lease)
+			now := s.clock.Now()
+			if _, ok, err := s.Store.Claim(ctx, rec.Source, rec.TicketID, rec.Key, "other-process", now, now.Add(s.lease)); err != nil || !ok {
+				panic(fmt.Sprintf("steal failed: %v %v", ok, err))
+			}
+		})
+	}
+	return nil
+}
+
+// A worker whose lease expired and was taken over writes nothing more.
+func TestLeaseLostStopsWorker(t *testing.T) {
+	for _, after := range []isync.State{isync.StateProvisioning, isync.StateProvisioned, isync.StateBlocked} {
+		t.Run(string(after), func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			if after == isync.StateBlocked {
+				h.cg.DenyCapability("CreateRepo", true)
+			}
+			r := h.ritm("python", nil)
+			ss := &stealStore{Store: h.store, after: after, clock: h.clock, lease: time.Minute}
+			e := isync.New(ss, h.prov, []isync.Source{h.src}, isync.Options{Instance: "a", Lease: time.Minute, Now: h.clock.Now})
+			_, _ = e.Pass(context.Background())
+			if n := len(h.notes(r.SysID)); n != 0 {
+				t.Fatalf("the worker that lost its lease wrote %d notes", n)
+			}
+			if after == isync.StateProvisioning && h.cg.CountCalls("CreateRepo") != 0 {
+				t.Fatal("the worker that lost its lease provisioned")
+			}
+		})
+	}
+}
+
+// Causes that alternate are each noted once.
+func TestAlternatingBlockedCauses(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	r := h.ritm("python", nil)
+	for i := 0; i < 6; i++ {
+		code := codes.PermissionDenied
+		if i%2 == 1 {
+			code = codes.Unauthenticated
+		}
+		h.cg.InjectError("CreateRepo", code, "no", 1)
+		h.pass(h.engine())
+		h.clock.Add(2 * time.Hour)
+	}
+	if n := len(h.notes(r.SysID)); n != 2 {
+		t.Fatalf("%d notes for 2 alternating causes, want 2", n)
+	}
+}
+
+// A blocked note whose PATCH answer is lost is not written again, even when
+// the integration user cannot read sys_journal_field.
+func TestBlockedNoteLostAnswerJournalUnreadable(t *testing.T) {
+	h := newHarness(t, harnessOpts{snOpts: []snfake.Option{snfake.WithJournalReadable(false)}})
+	h.cg.DenyCapability("CreateRepo", true)
+	r := h.ritm("python", nil)
+	h.sn.InjectFault(snfake.Fault{Method: "PATCH", Status: 502, ApplyFirst: true})
+	for i := 0; i < 3; i++ {
+		h.pass(h.engine())
+		h.clock.Add(2 * time.Hour)
+	}
+	if n := len(h.notes(r.SysID)); n != 1 {
+		t.Fatalf("%d blocked notes, want 1", n)
+	}
+}

@@ -62,6 +62,7 @@ type harnessOpts struct {
 	pageSize    int
 	concurrency int
 	cgOpts      []cgfake.Option
+	snOpts      []snfake.Option
 	wrapStore   func(isync.Store) isync.Store
 }
 
@@ -71,7 +72,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		o.pageSize = 50
 	}
 	h := &harness{t: t, opts: o, clock: &clock{now: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}}
-	h.sn = snfake.New(snfake.WithBasicAuth(snUser, snPass))
+	h.sn = snfake.New(append([]snfake.Option{snfake.WithBasicAuth(snUser, snPass)}, o.snOpts...)...)
 	t.Cleanup(h.sn.Close)
 	cg, err := cgfake.New(append([]cgfake.Option{cgfake.WithToken(cgToken), cgfake.WithOrg(orgID, orgName)}, o.cgOpts...)...)
 	if err != nil {

@@ -34,6 +34,10 @@ type Ticket struct {
 	Approver      string            // when the source reports one
 	Fields        map[string]string // other request fields (team, environment, ...)
 	Version       string            // source revision (sys_mod_count, updated time)
+	// Invalid, when set, is why the source found the request unusable (the
+	// image field is missing from the issue, say); the engine rejects the
+	// ticket with it as the reason.
+	Invalid string
 }
 
 // Outcome is what a write-back tells the ticket.
@@ -131,7 +135,7 @@ type Record struct {
 	NextAttemptAt time.Time // zero: now
 	LastError     string
 	BlockedCause  string // current blocking cause, "" if none
-	NotedCause    string // blocking cause already noted on the ticket
+	NotedCause    string // blocking causes already noted on the ticket, comma-separated
 	Image         string // requested reference, as typed
 	Reason        string // rejection reason
 	Result        Result

@@ -1,0 +1,72 @@
+package jira
+
+import (
+	"strings"
+	"unicode"
+
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+)
+
+const (
+	maxFieldLen = 1000  // per comment line: a 40 KB justification is cut, not echoed
+	maxComment  = 32000 // Jira's limit is 32,767 characters; keep headroom
+)
+
+// wikiSpecial are the characters that open Jira wiki markup: macros ({html},
+// {code}), links and mentions ([x|javascript:…], [~user]), images (!x!),
+// tables (|), text effects (* _ + ^ ~ ??) and numbered lists (#).
+const wikiSpecial = `\{}[]!|*_+^~?#`
+
+// escapeWiki makes text render literally in Jira wiki markup, on one line:
+// markup characters are backslash-escaped, CR/LF and tabs become spaces,
+// control and format characters show as U+FFFD, at most max runes remain.
+func escapeWiki(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if r := []rune(s); len(r) > max {
+		s = string(r[:max-1]) + "…"
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			b.WriteByte(' ')
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029':
+			b.WriteRune('\uFFFD') // shown, not dropped: bidi overrides must not reorder the line
+		case strings.ContainsRune(wikiSpecial, r):
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// renderComment renders a report as a Jira comment (wiki markup, v2 API): the
+// escaped marker line, then one "*Name:* value" line per field.
+func renderComment(r isync.Report) string {
+	var b strings.Builder
+	b.WriteString(escapeWiki(r.Marker, maxFieldLen))
+	for _, f := range r.Fields {
+		line := "\n*" + escapeWiki(f.Name, 100) + ":* " + escapeWiki(f.Value, maxFieldLen)
+		if b.Len()+len(line) > maxComment {
+			b.WriteString("\n(further lines cut: Jira's comment length limit)")
+			break
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+// signature is what identifies a comment as this report's, across restarts:
+// the marker line and the Result (and, when blocked, Cause) lines, which do not
+// depend on the time of writing.
+func signature(r isync.Report) []string {
+	sig := []string{escapeWiki(r.Marker, maxFieldLen)}
+	for _, f := range r.Fields {
+		if f.Name == "Result" || f.Name == "Cause" {
+			sig = append(sig, "*"+escapeWiki(f.Name, 100)+":* "+escapeWiki(f.Value, maxFieldLen))
+		}
+	}
+	return sig
+}

@@ -1,0 +1,187 @@
+package jira
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+)
+
+// transition is one entry of GET /rest/api/2/issue/{id}/transitions
+// ?expand=transitions.fields, decoded here because go-jira's Transition drops
+// hasScreen and the resolution's allowedValues.
+type transition struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	HasScreen bool   `json:"hasScreen"`
+	To        struct {
+		Name           string `json:"name"`
+		StatusCategory struct {
+			Key string `json:"key"`
+		} `json:"statusCategory"`
+	} `json:"to"`
+	Fields map[string]struct {
+		Required      bool `json:"required"`
+		AllowedValues []struct {
+			Name string `json:"name"`
+		} `json:"allowedValues"`
+	} `json:"fields"`
+}
+
+// pickTransition finds the transition named want, or else the one leading to a
+// status named want (transition ids differ per workflow and per status).
+func pickTransition(ts []transition, want string) (transition, bool) {
+	for _, t := range ts {
+		if strings.EqualFold(t.Name, want) {
+			return t, true
+		}
+	}
+	for _, t := range ts {
+		if strings.EqualFold(t.To.Name, want) {
+			return t, true
+		}
+	}
+	return transition{}, false
+}
+
+// resolutionFor picks the resolution to set: the first preferred name the
+// transition allows, else its first allowed value.
+func resolutionFor(t transition, outcome isync.Outcome) string {
+	prefer := []string{"Done", "Fixed", "Resolved", "Complete"}
+	if outcome == isync.OutcomeRejected {
+		prefer = []string{"Won't Do", "Declined", "Rejected", "Won't Fix"}
+	}
+	allowed := t.Fields["resolution"].AllowedValues
+	for _, p := range prefer {
+		for _, a := range allowed {
+			if strings.EqualFold(a.Name, p) {
+				return a.Name
+			}
+		}
+	}
+	if len(allowed) > 0 {
+		return allowed[0].Name
+	}
+	return prefer[0]
+}
+
+// Report implements isync.Source. A result is ONE transition call carrying the
+// comment in update.comment when the transition's screen takes a comment;
+// otherwise the comment is posted first, unless a comment with this report's
+// signature is already there, and the transition follows. A blocked report is
+// a comment alone. A write whose outcome is unknown is checked, never resent
+// blindly.
+func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) error {
+	if !issueIDRe.MatchString(t.ID) {
+		return fmt.Errorf("jira: %q is not an issue id", t.ID)
+	}
+	body := renderComment(r)
+	if r.Outcome == isync.OutcomeBlocked {
+		return s.comment(ctx, t, r, body)
+	}
+	name := s.o.DoneTransition
+	if r.Outcome == isync.OutcomeRejected {
+		name = s.o.RejectedTransition
+	}
+	var list struct {
+		Transitions []transition `json:"transitions"`
+	}
+	path := "rest/api/2/issue/" + t.ID + "/transitions"
+	if err := doJSON(ctx, s.c, http.MethodGet, path+"?expand=transitions.fields", nil, &list); err != nil {
+		return classify(fmt.Errorf("listing transitions of %s: %w", t.Key, err))
+	}
+	tr, ok := pickTransition(list.Transitions, name)
+	if !ok {
+		var names []string
+		for _, x := range list.Transitions {
+			names = append(names, fmt.Sprintf("%q → %s", x.Name, x.To.Name))
+		}
+		return isync.Blocked("jira:transition", fmt.Sprintf("no transition named %q, nor one to a status of that name, is available from %s's status %q (available: %s); fix jira.transitions or the workflow",
+			name, t.Key, t.Fields["status"], strings.Join(names, ", ")), nil)
+	}
+	payload := map[string]any{"transition": map[string]string{"id": tr.ID}}
+	if _, onScreen := tr.Fields["resolution"]; onScreen {
+		payload["fields"] = map[string]any{"resolution": map[string]string{"name": resolutionFor(tr, r.Outcome)}}
+	}
+	if _, takesComment := tr.Fields["comment"]; takesComment || (tr.HasScreen && tr.Fields == nil) {
+		payload["update"] = map[string]any{"comment": []any{map[string]any{"add": map[string]string{"body": body}}}}
+	} else if err := s.comment(ctx, t, r, body); err != nil {
+		return err
+	}
+	err := doJSON(ctx, s.c, http.MethodPost, path, payload, nil)
+	if err == nil {
+		return nil
+	}
+	if !ambiguous(err) {
+		return classify(fmt.Errorf("transitioning %s with %q: %w", t.Key, tr.Name, err))
+	}
+	cur, gerr := s.Get(context.WithoutCancel(ctx), t.ID)
+	if gerr != nil {
+		return fmt.Errorf("transitioning %s: %w (and re-reading it failed: %v)", t.Key, err, gerr)
+	}
+	if cur.Closed || cur.Fields["status"] != t.Fields["status"] {
+		s.o.Logger.Info().Str("source", Name).Str("ticket", t.Key).Err(err).Msg("transition answer was lost but the issue moved; not resending")
+		return nil
+	}
+	return isync.Retryable(fmt.Errorf("transitioning %s: %w", t.Key, err))
+}
+
+// comment posts body unless a comment with r's signature is already on the
+// issue (a crash between comment and transition, or a lost answer).
+func (s *Source) comment(ctx context.Context, t isync.Ticket, r isync.Report, body string) error {
+	if found, err := s.hasComment(ctx, t, r); err != nil {
+		return err
+	} else if found {
+		return nil
+	}
+	path := "rest/api/2/issue/" + t.ID + "/comment"
+	// A minimal body: go-jira's Comment type would also send empty author and
+	// visibility objects.
+	err := doJSON(ctx, s.c, http.MethodPost, path, map[string]string{"body": body}, nil)
+	if err == nil || !ambiguous(err) {
+		if err != nil {
+			return classify(fmt.Errorf("commenting on %s: %w", t.Key, err))
+		}
+		return nil
+	}
+	if found, cerr := s.hasComment(context.WithoutCancel(ctx), t, r); cerr == nil && found {
+		return nil
+	}
+	return isync.Retryable(fmt.Errorf("commenting on %s: %w", t.Key, err))
+}
+
+// hasComment looks for a comment carrying r's signature among the issue's
+// newest comments.
+func (s *Source) hasComment(ctx context.Context, t isync.Ticket, r isync.Report) (bool, error) {
+	var page struct {
+		Comments []struct {
+			Body string `json:"body"`
+		} `json:"comments"`
+	}
+	q := url.Values{"orderBy": {"-created"}, "maxResults": {"100"}}
+	if err := doJSON(ctx, s.c, http.MethodGet, "rest/api/2/issue/"+t.ID+"/comment?"+q.Encode(), nil, &page); err != nil {
+		return false, classify(fmt.Errorf("reading comments of %s: %w", t.Key, err))
+	}
+	sig := signature(r)
+	for _, c := range page.Comments {
+		if hasAll(c.Body, sig) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func hasAll(body string, lines []string) bool {
+	if !strings.HasPrefix(body, lines[0]) {
+		return false
+	}
+	for _, l := range lines[1:] {
+		if !strings.Contains(body, l) {
+			return false
+		}
+	}
+	return true
+}

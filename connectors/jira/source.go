@@ -1,0 +1,390 @@
+package jira
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	stdsync "sync"
+	"time"
+
+	jira "github.com/andygrunwald/go-jira"
+	"github.com/rs/zerolog"
+
+	"github.com/chainguard-dev/image-request-bridge/internal/secret"
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+)
+
+// Name is the source's name in the store, logs and notes.
+const Name = "jira"
+
+// Options configure the source; zero values take the defaults shown.
+type Options struct {
+	URL        string        // https://example.atlassian.net, or a Data Center base URL with its context path
+	Deployment string        // cloud | datacenter | auto (default auto: asks /rest/api/2/serverInfo)
+	Email      string        // Cloud: the integration account's email (basic auth with APIToken)
+	APIToken   secret.Secret // Cloud: API token; Data Center: personal access token (Bearer)
+	JQL        string        // approved, open requests, e.g. project = IMG AND status = Approved
+	// Fields, by name ("Image name") or id ("customfield_10050").
+	ImageField         string
+	JustificationField string
+	ExtraFields        []string
+	// Transitions by name; when none of that name is available from an issue's
+	// status, the one leading to a status of that name is used.
+	DoneTransition     string        // default "Done"
+	RejectedTransition string        // default "Reject"
+	PageSize           int           // issues per search page (default 50)
+	Timeout            time.Duration // per HTTP request (default 30s)
+	RetryMax           int           // retries of a read (default 4)
+	RetryWaitMax       time.Duration // longest wait between retries and longest Retry-After honoured in place (default 30s)
+	Logger             zerolog.Logger
+}
+
+// Source reads and reports Jira issues.
+type Source struct {
+	o Options
+	c *jira.Client
+
+	mu         stdsync.Mutex
+	ready      bool
+	deployment string            // resolved: cloud or datacenter
+	ids        map[string]string // configured field (name or id) → field id
+	where      string            // the JQL without its ORDER BY, for Get
+}
+
+// New validates o and builds the source. It makes no request: the deployment
+// and field ids are resolved on first use (and retried until they resolve).
+func New(o Options) (*Source, error) {
+	if o.Deployment == "" {
+		o.Deployment = Auto
+	}
+	if o.Deployment != Cloud && o.Deployment != DataCenter && o.Deployment != Auto {
+		return nil, fmt.Errorf("jira: deployment %q: want cloud, datacenter or auto", o.Deployment)
+	}
+	if strings.TrimSpace(o.JQL) == "" {
+		return nil, errors.New("jira: jql is required (for example: project = IMG AND status = Approved)")
+	}
+	if o.ImageField == "" {
+		return nil, errors.New("jira: fields.image is required (the field's name, e.g. \"Image name\", or its id, customfield_N)")
+	}
+	if o.DoneTransition == "" {
+		o.DoneTransition = "Done"
+	}
+	if o.RejectedTransition == "" {
+		o.RejectedTransition = "Reject"
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = 50
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.RetryMax == 0 {
+		o.RetryMax = 4
+	}
+	if o.RetryWaitMax <= 0 {
+		o.RetryWaitMax = 30 * time.Second
+	}
+	u, err := url.Parse(o.URL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("jira: url %q is not an absolute URL", o.URL)
+	}
+	auth := &authTransport{email: o.Email, token: o.APIToken, pat: o.Deployment == DataCenter}
+	if o.Deployment == Auto {
+		// Basic auth until serverInfo says otherwise; an email means Cloud.
+		auth.pat = o.Email == ""
+	}
+	c, err := jira.NewClient(newHTTPClient(auth, o.Timeout, o.RetryMax, o.RetryWaitMax), o.URL)
+	if err != nil {
+		return nil, fmt.Errorf("jira: %w", err)
+	}
+	where, _ := splitOrderBy(o.JQL)
+	return &Source{o: o, c: c, where: where}, nil
+}
+
+// Name implements isync.Source.
+func (s *Source) Name() string { return Name }
+
+// init resolves the deployment (from /rest/api/2/serverInfo when auto) and the
+// configured fields' ids (from /rest/api/2/field), once.
+func (s *Source) init(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready {
+		return nil
+	}
+	dep := s.o.Deployment
+	if dep == Auto {
+		var info struct {
+			DeploymentType string `json:"deploymentType"`
+		}
+		if err := doJSON(ctx, s.c, http.MethodGet, "rest/api/2/serverInfo", nil, &info); err != nil {
+			return classify(fmt.Errorf("detecting the Jira deployment: %w", err))
+		}
+		dep = DataCenter
+		if strings.EqualFold(info.DeploymentType, "Cloud") {
+			dep = Cloud
+		}
+	}
+	fields, resp, err := s.c.Field.GetListWithContext(ctx)
+	if err != nil {
+		return classify(fmt.Errorf("listing Jira fields: %w", apiErr(http.MethodGet, "/rest/api/2/field", resp, err)))
+	}
+	ids := map[string]string{}
+	for _, want := range append([]string{s.o.ImageField, s.o.JustificationField}, s.o.ExtraFields...) {
+		if want == "" {
+			continue
+		}
+		id, err := resolveField(fields, want)
+		if err != nil {
+			return isync.Blocked("jira:config", err.Error(), err)
+		}
+		ids[want] = id
+	}
+	s.deployment, s.ids, s.ready = dep, ids, true
+	s.o.Logger.Info().Str("source", Name).Str("deployment", dep).Interface("fields", ids).Msg("Jira connection resolved")
+	return nil
+}
+
+// resolveField finds a field by id, or by name (case-insensitive); a name
+// shared by several fields is ambiguous and must be given as an id.
+func resolveField(fields []jira.Field, want string) (string, error) {
+	var byName []jira.Field
+	for _, f := range fields {
+		if f.ID == want || f.Key == want {
+			return f.ID, nil
+		}
+		if strings.EqualFold(strings.TrimSpace(f.Name), strings.TrimSpace(want)) {
+			byName = append(byName, f)
+		}
+	}
+	switch len(byName) {
+	case 1:
+		return byName[0].ID, nil
+	case 0:
+		return "", fmt.Errorf("jira: no field named or with id %q is visible to the integration account (check jira.fields and the field's screens)", want)
+	default:
+		var ids []string
+		for _, f := range byName {
+			ids = append(ids, f.ID)
+		}
+		return "", fmt.Errorf("jira: several fields are named %q (%s): configure one by its id", want, strings.Join(ids, ", "))
+	}
+}
+
+func (s *Source) searchFields() []string {
+	f := []string{"status", "resolution", "reporter", "updated", "summary"}
+	for _, id := range s.ids {
+		f = append(f, id)
+	}
+	return f
+}
+
+// Approved implements isync.Source. All matching issues are collected before
+// any is handed on: the bridge transitions issues out of the JQL result, and
+// neither offset paging (Data Center) nor a token (Cloud) may be trusted to
+// skip nothing while the result shrinks.
+func (s *Source) Approved(ctx context.Context, fn func(isync.Ticket) error) error {
+	if err := s.init(ctx); err != nil {
+		return err
+	}
+	var tickets []isync.Ticket
+	seen := map[string]bool{}
+	collect := func(issues []jira.Issue) {
+		for i := range issues {
+			if seen[issues[i].ID] {
+				continue
+			}
+			seen[issues[i].ID] = true
+			t := s.ticket(&issues[i])
+			t.Open = !t.Closed
+			tickets = append(tickets, t)
+		}
+	}
+	var err error
+	if s.deployment == Cloud {
+		err = s.searchCloud(ctx, s.o.JQL, collect)
+	} else {
+		err = s.searchDC(ctx, s.o.JQL, collect)
+	}
+	if err != nil {
+		return err
+	}
+	for _, t := range tickets {
+		if err := fn(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// searchCloud pages the enhanced search (GET /rest/api/2/search/jql): the next
+// page's token and IsLast come back on the *jira.Response.
+func (s *Source) searchCloud(ctx context.Context, jql string, fn func([]jira.Issue)) error {
+	opts := &jira.SearchOptionsV2{MaxResults: s.o.PageSize, Fields: s.searchFields()}
+	tokens := map[string]bool{}
+	for {
+		issues, resp, err := s.c.Issue.SearchV2JQLWithContext(ctx, jql, opts)
+		if err != nil {
+			err = apiErr(http.MethodGet, "/rest/api/2/search/jql", resp, err)
+			if status(err) == http.StatusNotFound {
+				return isync.Blocked("jira:config", "Jira has no /rest/api/2/search/jql: this looks like Jira Data Center; set jira.deployment: datacenter", err)
+			}
+			return classify(fmt.Errorf("searching Jira: %w", err))
+		}
+		fn(issues)
+		if resp.IsLast || resp.NextPageToken == "" {
+			return nil
+		}
+		if tokens[resp.NextPageToken] {
+			return fmt.Errorf("searching Jira: the search returned the same nextPageToken twice")
+		}
+		tokens[resp.NextPageToken] = true
+		opts.NextPageToken = resp.NextPageToken
+	}
+}
+
+// searchDC pages the legacy search (GET /rest/api/2/search) with startAt.
+func (s *Source) searchDC(ctx context.Context, jql string, fn func([]jira.Issue)) error {
+	opts := &jira.SearchOptions{MaxResults: s.o.PageSize, Fields: s.searchFields()}
+	for {
+		issues, resp, err := s.c.Issue.SearchWithContext(ctx, jql, opts)
+		if err != nil {
+			err = apiErr(http.MethodGet, "/rest/api/2/search", resp, err)
+			if status(err) == http.StatusGone {
+				return isync.Blocked("jira:config", "Jira answered 410 Gone for /rest/api/2/search: this is Jira Cloud (CHANGE-2046); set jira.deployment: cloud", err)
+			}
+			return classify(fmt.Errorf("searching Jira: %w", err))
+		}
+		fn(issues)
+		if len(issues) == 0 || opts.StartAt+len(issues) >= resp.Total {
+			return nil
+		}
+		opts.StartAt += len(issues)
+	}
+}
+
+var (
+	issueIDRe  = regexp.MustCompile(`^[0-9]{1,18}$`)
+	issueKeyRe = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,254}-[0-9]{1,18}$`)
+)
+
+// Get implements isync.Source. The issue counts as open only if the
+// configured JQL still matches it, which one bounded search tells.
+func (s *Source) Get(ctx context.Context, id string) (isync.Ticket, error) {
+	if !issueIDRe.MatchString(id) && !issueKeyRe.MatchString(id) {
+		return isync.Ticket{}, fmt.Errorf("jira: %q is not an issue id or key", id)
+	}
+	if err := s.init(ctx); err != nil {
+		return isync.Ticket{}, err
+	}
+	field := "issuekey"
+	if issueIDRe.MatchString(id) {
+		field = "id"
+	}
+	value := id // digits only
+	if field == "issuekey" {
+		value = quoteJQL(id)
+	}
+	jql := "(" + s.where + ") AND " + field + " = " + value
+	var found []jira.Issue
+	collect := func(issues []jira.Issue) { found = append(found, issues...) }
+	var err error
+	if s.deployment == Cloud {
+		err = s.searchCloud(ctx, jql, collect)
+	} else {
+		err = s.searchDC(ctx, jql, collect)
+	}
+	if err != nil {
+		return isync.Ticket{}, err
+	}
+	if len(found) > 0 {
+		t := s.ticket(&found[0])
+		t.Open = !t.Closed
+		return t, nil
+	}
+	issue, resp, err := s.c.Issue.GetWithContext(ctx, id, &jira.GetQueryOptions{Fields: strings.Join(s.searchFields(), ",")})
+	if err != nil {
+		return isync.Ticket{}, classify(fmt.Errorf("reading Jira issue %s: %w", id, apiErr(http.MethodGet, "/rest/api/2/issue/"+id, resp, err)))
+	}
+	return s.ticket(issue), nil
+}
+
+// ticket maps an issue onto the engine's Ticket (Open is set by the caller,
+// who knows whether the JQL matched).
+func (s *Source) ticket(is *jira.Issue) isync.Ticket {
+	t := isync.Ticket{Source: Name, ID: is.ID, Key: is.Key, Fields: map[string]string{}}
+	f := is.Fields
+	if f == nil {
+		t.Invalid = "Jira returned the issue without its fields"
+		return t
+	}
+	if f.Status != nil {
+		t.Fields["status"] = f.Status.Name
+		t.Closed = f.Status.StatusCategory.Key == "done"
+	}
+	if f.Reporter != nil {
+		t.Requester = f.Reporter.DisplayName
+		if t.Requester == "" {
+			t.Requester = f.Reporter.Name
+		}
+	}
+	t.Version = time.Time(f.Updated).UTC().Format(time.RFC3339)
+	img, present := f.Unknowns[s.ids[s.o.ImageField]]
+	t.Image = fieldText(img)
+	if !present || strings.TrimSpace(t.Image) == "" {
+		t.Invalid = fmt.Sprintf("the issue's %q field is empty; open a new request that names one image, for example python:latest-dev", s.o.ImageField)
+	}
+	if s.o.JustificationField != "" {
+		t.Justification = fieldText(f.Unknowns[s.ids[s.o.JustificationField]])
+	}
+	for _, name := range s.o.ExtraFields {
+		t.Fields[name] = fieldText(f.Unknowns[s.ids[name]])
+	}
+	return t
+}
+
+// fieldText reads a custom field value: text (string), select ({"value": …}),
+// user ({"displayName": …}), multi-valued ([…], joined with ", "), number, or
+// unset (null → "").
+func fieldText(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	case map[string]any:
+		for _, k := range []string{"value", "name", "displayName", "key"} {
+			if s, ok := x[k].(string); ok {
+				return s
+			}
+		}
+		return ""
+	case []any:
+		var parts []string
+		for _, e := range x {
+			if s := fieldText(e); s != "" {
+				parts = append(parts, s)
+			}
+		}
+		return strings.Join(parts, ", ")
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// Check makes one authenticated read, for `validate --online` and readiness.
+func (s *Source) Check(ctx context.Context) error {
+	if err := doJSON(ctx, s.c, http.MethodGet, "rest/api/2/myself", nil, nil); err != nil {
+		return classify(fmt.Errorf("jira: %w", err))
+	}
+	return s.init(ctx)
+}
