@@ -47,11 +47,14 @@ re-driven from the store on the next start.`,
 				job := func() {
 					start := time.Now()
 					st, err := a.Engine.Pass(work, name)
-					ev := log.Info()
-					if err != nil {
+					ev, msg := log.Info(), "pass finished"
+					switch {
+					case err != nil && work.Err() != nil:
+						ev, msg = log.Info(), "pass interrupted by shutdown; unfinished tickets resume from the store"
+					case err != nil:
 						ev = log.Error().Err(err)
 					}
-					ev.Str("source", name).Int("listed", st.Listed).Int("errors", st.Errors).Dur("took", time.Since(start)).Msg("pass finished")
+					ev.Str("source", name).Int("listed", st.Listed).Int("errors", st.Errors).Stringer("took", time.Since(start).Round(time.Millisecond)).Msg(msg)
 				}
 				if _, err := c.AddFunc(schedules[name], job); err != nil {
 					return fmt.Errorf("%s.schedule %q: %w", name, schedules[name], err)
@@ -61,7 +64,7 @@ re-driven from the store on the next start.`,
 			c.Start()
 			log.Info().Int("sources", len(a.Sources)).Msg("bridge running")
 			<-cmd.Context().Done()
-			log.Info().Dur("grace", shutdownGrace).Msg("shutting down: no new passes; finishing in-flight tickets")
+			log.Info().Stringer("grace", shutdownGrace).Msg("shutting down: no new passes; finishing in-flight tickets")
 			done := c.Stop()
 			select {
 			case <-done.Done():

@@ -33,9 +33,12 @@ retried), non-zero when it could not run (bad config, a source unreachable).`,
 			defer a.Close()
 			start := time.Now()
 			st, err := a.Engine.Pass(cmd.Context())
+			if err != nil && st.Listed == 0 {
+				return fmt.Errorf("the pass could not run: %w", err)
+			}
 			printStats(cmd.OutOrStdout(), st, time.Since(start))
 			if err != nil {
-				return fmt.Errorf("pass incomplete: %w", err)
+				return fmt.Errorf("the pass stopped before the end (the tickets above were handled; the rest are picked up by the next pass): %w", err)
 			}
 			return nil
 		},

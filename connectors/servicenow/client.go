@@ -173,6 +173,10 @@ func (c *client) doOnce(ctx context.Context, method, path string, query url.Valu
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the method and path say enough; the full URL repeats the whole query
+		}
 		return nil, fmt.Errorf("ServiceNow %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()

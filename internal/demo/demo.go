@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -70,6 +71,10 @@ func Run(ctx context.Context, o Options) error {
 		dir = d
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating state directory %s: %w", dir, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bridge.db")); err == nil {
+		// The fakes start empty: an old store would mix two runs' tickets.
+		return fmt.Errorf("%s already holds a bridge.db from an earlier demo; remove it or choose another --state-dir", dir)
 	}
 
 	sn := snfake.New(snfake.WithBasicAuth(snUser, snPassword))
@@ -139,17 +144,22 @@ func Run(ctx context.Context, o Options) error {
 
 	fmt.Fprintln(o.Out, "\nAudit trail (append-only):")
 	tw = tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tTICKET\tREQUEST ID\tDECISION\tDETAIL")
-	n := 0
+	fmt.Fprintln(tw, "TIME (UTC)\tTICKET\tREQUEST ID\tDECISION\tDETAIL")
+	var rows []isync.AuditEntry
 	err = a.Store.Audit(ctx, store.AuditFilter{}, func(e isync.AuditEntry) error {
-		n++
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format("15:04:05"), e.Key, e.RequestID, e.Decision, truncate(e.Detail, 90))
+		rows = append(rows, e)
 		return nil
 	})
-	tw.Flush()
 	if err != nil {
 		return fmt.Errorf("reading the audit log: %w", err)
 	}
+	// Grouped by ticket for reading; the store keeps them in write order.
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Key < rows[j].Key })
+	for _, e := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Key, e.RequestID, e.Decision, truncate(e.Detail, 90))
+	}
+	tw.Flush()
+	n := len(rows)
 	fmt.Fprintf(o.Out, "\nState and audit (%d rows) live in the SQLite store %s\n", n, dbPath)
 	fmt.Fprintln(o.Out, "Run `bridge demo` again for a fresh run; run the bridge for real with `bridge sync --config config.yaml`.")
 	return nil
