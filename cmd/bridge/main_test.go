@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	cgfake "github.com/chainguard-dev/image-request-bridge/internal/fake/chainguard"
+	jfake "github.com/chainguard-dev/image-request-bridge/internal/fake/jira"
 	snfake "github.com/chainguard-dev/image-request-bridge/internal/fake/servicenow"
 )
 
@@ -181,5 +182,38 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
+	}
+}
+
+// Both sources enabled in one `bridge sync`.
+func TestSyncBothSources(t *testing.T) {
+	e := newEnv(t)
+	jf := jfake.New(jfake.WithDeployment(jfake.DataCenter))
+	defer jf.Close()
+	is := jf.AddIssue(jfake.Issue{Fields: map[string]any{jf.FieldID("Image name"): "go:latest"}})
+	r := e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "python"}})
+	data, _ := os.ReadFile(e.config)
+	cfg := string(data) + fmt.Sprintf(`
+jira:
+  enabled: true
+  url: %q
+  deployment: datacenter
+  api_token: ${JIRA_PAT}
+  jql: project = IMG AND status = Approved
+  fields: { image: Image name, justification: Justification }
+`, jf.URL())
+	os.WriteFile(e.config, []byte(cfg), 0o600)
+	stdout, stderr, code := run(t, []string{"SN_PASSWORD=" + snPass, "JIRA_PAT=" + jfake.DefaultPAT}, "sync", "--config", e.config)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if got, _ := e.sn.RITM(r.SysID); got.State != "3" {
+		t.Errorf("RITM state %q", got.State)
+	}
+	if got, _ := jf.Issue(is.Key); got.Status != "Done" || len(jf.Comments(is.Key)) != 1 {
+		t.Errorf("issue status %q, %d comments", got.Status, len(jf.Comments(is.Key)))
+	}
+	if strings.Contains(stdout+stderr, jfake.DefaultPAT) {
+		t.Error("output leaks the Jira token")
 	}
 }

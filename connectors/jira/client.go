@@ -141,10 +141,10 @@ func apiErr(method, path string, resp *jira.Response, err error) error {
 	if err == nil {
 		return nil
 	}
+	if strings.Contains(err.Error(), "invalid character '<'") {
+		return fmt.Errorf("Jira %s %s: %w", method, path, ErrHTML)
+	}
 	if resp == nil || resp.Response == nil {
-		if strings.Contains(err.Error(), "invalid character '<'") {
-			return fmt.Errorf("Jira %s %s: %w", method, path, ErrHTML)
-		}
 		return fmt.Errorf("Jira %s %s: %w", method, path, err)
 	}
 	ae := &APIError{Method: method, Path: path, Status: resp.StatusCode}

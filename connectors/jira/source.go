@@ -26,8 +26,8 @@ const Name = "jira"
 type Options struct {
 	URL        string        // https://example.atlassian.net, or a Data Center base URL with its context path
 	Deployment string        // cloud | datacenter | auto (default auto: asks /rest/api/2/serverInfo)
-	Email      string        // Cloud: the integration account's email (basic auth with APIToken)
-	APIToken   secret.Secret // Cloud: API token; Data Center: personal access token (Bearer)
+	Email      string        // Cloud: the integration account's email (basic auth with APIToken); empty on Data Center
+	APIToken   secret.Secret // Cloud: API token; Data Center: personal access token (Bearer when Email is empty)
 	JQL        string        // approved, open requests, e.g. project = IMG AND status = Approved
 	// Fields, by name ("Image name") or id ("customfield_10050").
 	ImageField         string
@@ -93,11 +93,10 @@ func New(o Options) (*Source, error) {
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("jira: url %q is not an absolute URL", o.URL)
 	}
-	auth := &authTransport{email: o.Email, token: o.APIToken, pat: o.Deployment == DataCenter}
-	if o.Deployment == Auto {
-		// Basic auth until serverInfo says otherwise; an email means Cloud.
-		auth.pat = o.Email == ""
-	}
+	// Cloud: basic auth with email + API token. Data Center: the token is a
+	// personal access token sent as a Bearer, unless an email (user name) is
+	// given, for instances that still take basic auth.
+	auth := &authTransport{email: o.Email, token: o.APIToken, pat: o.Email == ""}
 	c, err := jira.NewClient(newHTTPClient(auth, o.Timeout, o.RetryMax, o.RetryWaitMax), o.URL)
 	if err != nil {
 		return nil, fmt.Errorf("jira: %w", err)

@@ -1,0 +1,188 @@
+package jira_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chainguard-dev/image-request-bridge/connectors/jira"
+	jfake "github.com/chainguard-dev/image-request-bridge/internal/fake/jira"
+	"github.com/chainguard-dev/image-request-bridge/internal/secret"
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+)
+
+func newSource(t *testing.T, f *jfake.Server, deployment string, mod func(*jira.Options)) *jira.Source {
+	t.Helper()
+	o := jira.Options{URL: f.URL(), Deployment: deployment, JQL: "project = IMG AND status = Approved",
+		ImageField: "Image name", JustificationField: "Justification", PageSize: 10,
+		Timeout: 3 * time.Second, RetryWaitMax: 2 * time.Second}
+	if f.Deployment() == jfake.Cloud {
+		o.Email, o.APIToken = jfake.DefaultEmail, secret.New(jfake.DefaultAPIToken)
+	} else {
+		o.APIToken = secret.New(jfake.DefaultPAT)
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	s, err := jira.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func list(s *jira.Source, c context.Context) ([]isync.Ticket, error) {
+	var out []isync.Ticket
+	err := s.Approved(c, func(t isync.Ticket) error { out = append(out, t); return nil })
+	return out, err
+}
+
+// The wrong deployment is a clear configuration error, not a retry loop.
+func TestWrongDeploymentIsAClearError(t *testing.T) {
+	cloud := jfake.New(jfake.WithDeployment(jfake.Cloud))
+	defer cloud.Close()
+	src := newSource(t, cloud, jira.DataCenter, func(o *jira.Options) { o.Email, o.APIToken = jfake.DefaultEmail, secret.New(jfake.DefaultAPIToken) })
+	_, err := list(src, ctx(t))
+	if err == nil || !strings.Contains(err.Error(), "deployment: cloud") || isync.ClassOf(err) != isync.ClassBlocked {
+		t.Fatalf("datacenter mode on Cloud: err = %v", err)
+	}
+	gets := 0
+	for _, r := range cloud.Requests() {
+		if strings.HasSuffix(r.Path, "/search") {
+			gets++
+		}
+	}
+	if gets != 1 {
+		t.Errorf("410 was retried: %d searches", gets)
+	}
+
+	dc := jfake.New(jfake.WithDeployment(jfake.DataCenter))
+	defer dc.Close()
+	src = newSource(t, dc, jira.Cloud, func(o *jira.Options) { o.Email = "" })
+	if _, err := list(src, ctx(t)); err == nil || !strings.Contains(err.Error(), "deployment: datacenter") {
+		t.Fatalf("cloud mode on Data Center: err = %v", err)
+	}
+}
+
+func TestAutoDeployment(t *testing.T) {
+	for _, dep := range []string{jfake.Cloud, jfake.DataCenter} {
+		f := jfake.New(jfake.WithDeployment(dep))
+		f.AddIssue(jfake.Issue{Fields: map[string]any{f.FieldID("Image name"): "python"}})
+		src := newSource(t, f, jira.Auto, nil)
+		got, err := list(src, ctx(t))
+		if err != nil || len(got) != 1 || got[0].Image != "python" {
+			t.Errorf("%s: %v %+v", dep, err, got)
+		}
+		f.Close()
+	}
+}
+
+// Fields by name or by id; select and unset values read correctly; an
+// ambiguous or unknown name is a clear error.
+func TestFieldsByNameOrID(t *testing.T) {
+	f := jfake.New(jfake.WithCustomField("Owner team", "customfield_10060", "select"))
+	defer f.Close()
+	f.AddIssue(jfake.Issue{Fields: map[string]any{
+		"customfield_10050": "node:20", "customfield_10060": map[string]any{"value": "web"}, "customfield_10051": nil}})
+	src := newSource(t, f, jira.Cloud, func(o *jira.Options) {
+		o.ImageField, o.JustificationField, o.ExtraFields = "customfield_10050", "justification", []string{"Owner team"}
+	})
+	got, err := list(src, ctx(t))
+	if err != nil || len(got) != 1 {
+		t.Fatalf("%v %+v", err, got)
+	}
+	if got[0].Image != "node:20" || got[0].Justification != "" || got[0].Fields["Owner team"] != "web" {
+		t.Errorf("decoded %+v", got[0])
+	}
+	bad := newSource(t, f, jira.Cloud, func(o *jira.Options) { o.ImageField = "Imagename" })
+	if _, err := list(bad, ctx(t)); err == nil || !strings.Contains(err.Error(), "Imagename") {
+		t.Errorf("unknown field: err = %v", err)
+	}
+}
+
+// Get re-reads an issue by id or key; the JQL decides whether it is open; a
+// value that could inject JQL is refused before any request.
+func TestGet(t *testing.T) {
+	f := jfake.New()
+	defer f.Close()
+	a := f.AddIssue(jfake.Issue{Fields: map[string]any{f.FieldID("Image name"): "python"}})
+	w := f.AddIssue(jfake.Issue{Status: "Waiting for approval", Fields: map[string]any{f.FieldID("Image name"): "python"}})
+	d := f.AddIssue(jfake.Issue{Status: "Done", Fields: map[string]any{f.FieldID("Image name"): "python"}})
+	src := newSource(t, f, jira.Cloud, nil)
+	for _, c := range []struct {
+		id           string
+		open, closed bool
+	}{{a.ID, true, false}, {a.Key, true, false}, {w.ID, false, false}, {d.Key, false, true}} {
+		tk, err := src.Get(ctx(t), c.id)
+		if err != nil || tk.Open != c.open || tk.Closed != c.closed {
+			t.Errorf("Get(%s) = open %v closed %v err %v", c.id, tk.Open, tk.Closed, err)
+		}
+	}
+	f.ResetRequests()
+	for _, id := range []string{`IMG-1" OR project = X`, "1 OR 1=1", "", "img-1"} {
+		if _, err := src.Get(ctx(t), id); err == nil {
+			t.Errorf("Get(%q) accepted", id)
+		}
+	}
+	if n := len(f.Requests()); n != 0 {
+		t.Errorf("%d requests for refused ids", n)
+	}
+}
+
+// A transition that does not exist from the issue's status is a blocked
+// error naming what is available.
+func TestMissingTransitionIsBlocked(t *testing.T) {
+	f := jfake.New()
+	defer f.Close()
+	is := f.AddIssue(jfake.Issue{Fields: map[string]any{f.FieldID("Image name"): "python"}})
+	src := newSource(t, f, jira.Cloud, func(o *jira.Options) { o.DoneTransition = "Ship it" })
+	tk, err := src.Get(ctx(t), is.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = src.Report(ctx(t), tk, isync.Report{Outcome: isync.OutcomeProvisioned, Marker: "m", Fields: []isync.Field{{Name: "Result", Value: "ok"}}})
+	if isync.ClassOf(err) != isync.ClassBlocked || !strings.Contains(err.Error(), "Ship it") || !strings.Contains(err.Error(), "Done") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(f.Comments(is.Key)) != 0 {
+		t.Error("a comment was posted although the issue cannot be transitioned")
+	}
+}
+
+// A 429 with a short Retry-After is honoured; a long one goes back to the engine.
+func TestRateLimit(t *testing.T) {
+	f := jfake.New()
+	defer f.Close()
+	f.AddIssue(jfake.Issue{Fields: map[string]any{f.FieldID("Image name"): "python"}})
+	src := newSource(t, f, jira.Cloud, nil)
+	f.InjectFault(jfake.Fault{PathContains: "/search/jql", Status: 429, RetryAfter: 1})
+	start := time.Now()
+	if got, err := list(src, ctx(t)); err != nil || len(got) != 1 {
+		t.Fatalf("%v %d", err, len(got))
+	}
+	if time.Since(start) < 900*time.Millisecond {
+		t.Error("Retry-After not honoured")
+	}
+	f.InjectFault(jfake.Fault{PathContains: "/search/jql", Status: 429, RetryAfter: 600, Times: 10})
+	if _, err := list(src, ctx(t)); err == nil || !strings.Contains(err.Error(), "429") {
+		t.Fatalf("long Retry-After: err = %v", err)
+	}
+}
+
+func TestHTMLAnswer(t *testing.T) {
+	f := jfake.New()
+	defer f.Close()
+	src := newSource(t, f, jira.Cloud, func(o *jira.Options) { o.RetryMax = -1 })
+	f.InjectFault(jfake.Fault{HTML: true, Times: 10})
+	_, err := list(src, ctx(t))
+	if err == nil || !strings.Contains(err.Error(), "HTML") {
+		t.Fatalf("err = %v", err)
+	}
+}
