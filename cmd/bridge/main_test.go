@@ -178,7 +178,7 @@ func TestDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"TICKET", "3 Closed Complete", "4 Closed Incomplete", "not touched", "did you mean", "Audit trail", "bridge.db"} {
+	for _, want := range []string{"TICKET", "IMG-1", "Won't Do", "3 Closed Complete", "4 Closed Incomplete", "not touched", "did you mean", "Audit trail", "bridge.db"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("demo output lacks %q", want)
 		}

@@ -1,5 +1,5 @@
-// Package demo runs the whole bridge on in-process fakes of ServiceNow and
-// Chainguard with zero set-up: it seeds a handful of requested items, runs one
+// Package demo runs the whole bridge on in-process fakes of ServiceNow, Jira
+// and Chainguard with zero set-up: it seeds a handful of tickets, runs one
 // reconcile pass through the same wiring as `bridge sync`, and prints what
 // happened to each ticket.
 package demo
@@ -19,6 +19,7 @@ import (
 	"github.com/chainguard-dev/image-request-bridge/internal/app"
 	"github.com/chainguard-dev/image-request-bridge/internal/config"
 	cgfake "github.com/chainguard-dev/image-request-bridge/internal/fake/chainguard"
+	jfake "github.com/chainguard-dev/image-request-bridge/internal/fake/jira"
 	snfake "github.com/chainguard-dev/image-request-bridge/internal/fake/servicenow"
 	"github.com/chainguard-dev/image-request-bridge/internal/store"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
@@ -55,6 +56,18 @@ var seeds = []seed{
 	{what: "approved, malformed reference", image: "docker.io/library/Python 3.12"},
 	{what: "not yet approved", image: "nginx", mod: func(r *snfake.RITM) { r.Approval = "requested" }},
 	{what: "another catalog item", image: "redis", mod: func(r *snfake.RITM) { r.CatItem = otherItem }},
+}
+
+type jiraSeed struct {
+	what, image, justification string
+	mod                        func(*jfake.Issue)
+}
+
+var jiraSeeds = []jiraSeed{
+	{what: "approved, valid image", image: "redis:latest", justification: "Cache for the checkout service"},
+	{what: "approved, image field left empty", image: ""},
+	{what: "approved, markup in the justification", image: "nginx", justification: "{html}<script>alert(1)</script>{html} see [here|javascript:alert(1)]"},
+	{what: "waiting for approval", image: "curl", mod: func(i *jfake.Issue) { i.Status = "Waiting for approval" }},
 }
 
 // Run starts the fakes, seeds them, runs one pass and prints the outcome.
@@ -100,8 +113,21 @@ func Run(ctx context.Context, o Options) error {
 		ritms = append(ritms, sn.AddRITM(r))
 	}
 
+	jf := jfake.New(jfake.WithDeployment(jfake.Cloud))
+	defer jf.Close()
+	var issues []jfake.Issue
+	for i, s := range jiraSeeds {
+		is := jfake.Issue{Summary: "Image request: " + s.what, Reporter: jfake.User{AccountID: fmt.Sprintf("5b10ac8d82e05b22cc7d4e%02d", i), DisplayName: requesters[(i+1)%len(requesters)]},
+			Fields: map[string]any{jf.FieldID("Image name"): s.image, jf.FieldID("Justification"): s.justification}}
+		if s.mod != nil {
+			s.mod(&is)
+		}
+		issues = append(issues, jf.AddIssue(is))
+	}
+
 	dbPath := filepath.Join(dir, "bridge.db")
-	cfg, err := config.Parse([]byte(fmt.Sprintf(demoConfig, dbPath, cg.Addr(), orgID, orgName, token, sn.URL(), snUser, snPassword, catalogItem)), "demo.yaml")
+	cfg, err := config.Parse([]byte(fmt.Sprintf(demoConfig, dbPath, cg.Addr(), orgID, orgName, token, sn.URL(), snUser, snPassword, catalogItem,
+		jf.URL(), jfake.DefaultEmail, jfake.DefaultAPIToken)), "demo.yaml")
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
@@ -111,8 +137,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer a.Close()
 
-	fmt.Fprintf(o.Out, "Image Request Bridge demo: ServiceNow fake at %s, Chainguard fake at %s\n", sn.URL(), cg.Addr())
-	fmt.Fprintf(o.Out, "Seeded %d requested items (RITMs); running one reconcile pass...\n\n", len(ritms))
+	fmt.Fprintf(o.Out, "Image Request Bridge demo: ServiceNow fake at %s, Jira Cloud fake at %s, Chainguard fake at %s\n", sn.URL(), jf.URL(), cg.Addr())
+	fmt.Fprintf(o.Out, "Seeded %d ServiceNow requested items (RITMs) and %d Jira issues; running one reconcile pass...\n\n", len(ritms), len(issues))
 	st, err := a.Engine.Pass(ctx)
 	if err != nil {
 		return fmt.Errorf("demo pass: %w", err)
@@ -131,10 +157,32 @@ func Run(ctx context.Context, o Options) error {
 	}
 	tw.Flush()
 
+	fmt.Fprintln(o.Out)
+	tw = tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ISSUE\tIMAGE NAME\tSCENARIO\tSTATUS\tRESOLUTION\tBRIDGE")
+	for i, is := range issues {
+		cur, _ := jf.Issue(is.Key)
+		rec, err := a.Store.Get(ctx, "jira", is.ID)
+		bridge := "not touched"
+		if err == nil {
+			bridge = string(rec.State)
+		}
+		img, _ := is.Fields[jf.FieldID("Image name")].(string)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cur.Key, orDash(img), jiraSeeds[i].what, cur.Status, orDash(cur.Resolution), bridge)
+	}
+	tw.Flush()
+
 	fmt.Fprintln(o.Out, "\nWork notes written by the bridge:")
 	for _, r := range ritms {
 		for _, j := range sn.Journal(r.SysID) {
 			fmt.Fprintf(o.Out, "\n  %s (%s):\n    %s\n", r.Number, j.Element, strings.ReplaceAll(j.Value, "\n", "\n    "))
+		}
+	}
+
+	fmt.Fprintln(o.Out, "\nJira comments written by the bridge (wiki markup; user text escaped):")
+	for _, is := range issues {
+		for _, c := range jf.Comments(is.Key) {
+			fmt.Fprintf(o.Out, "\n  %s:\n    %s\n", is.Key, strings.ReplaceAll(c.Body, "\n", "\n    "))
 		}
 	}
 
@@ -177,6 +225,16 @@ servicenow:
   password: %q
   catalog_item: %q
   variables: { image: image_name, justification: justification, extra: [team] }
+  timeout: 10s
+jira:
+  enabled: true
+  url: %q
+  deployment: cloud
+  email: %q
+  api_token: %q
+  jql: project = IMG AND status = Approved
+  fields: { image: Image name, justification: Justification }
+  transitions: { done: Done, rejected: Reject }
   timeout: 10s
 `
 
