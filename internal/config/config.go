@@ -11,6 +11,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -80,8 +81,9 @@ type Config struct {
 	Jira       Jira       `yaml:"jira"`
 	Server     Server     `yaml:"server"`
 
-	file  string         // for error messages
-	lines map[string]int // key path -> line, for error messages
+	file     string          // for error messages
+	lines    map[string]int  // key path -> line, for error messages
+	fromFile map[string]bool // secret key paths read from their *_file twin
 }
 
 // Bridge is the worker's own settings.
@@ -233,9 +235,14 @@ type Server struct {
 }
 
 // Load reads the file at path and parses it with Parse. Relative *_file paths
-// are resolved against the file's directory.
+// are resolved against the file's directory. The file must be a regular file
+// (or a symbolic link to one) of at most 1 MiB.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readRegular(path, maxConfigFile)
+	var big *tooLargeError
+	if errors.As(err, &big) {
+		return nil, &FieldError{File: path, Msg: fmt.Sprintf("cannot read: larger than %d MiB; is it the right file?", maxConfigFile>>20)}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -324,9 +331,17 @@ func defaultInstanceID() string {
 }
 
 // Redacted renders the effective configuration as YAML with every secret
-// shown as <secret>. It is what `bridge validate` prints.
+// shown as <secret>. It is what `bridge validate` prints. A secret read from
+// its *_file twin is shown as that key only, as the file had it: printing
+// both keys would read as the "set either, not both" mistake.
 func (c *Config) Redacted() string {
-	out, err := yaml.Marshal(c)
+	shown := *c
+	for _, r := range shown.secretRefs() {
+		if c.fromFile[r.path] {
+			*r.val = secret.Secret{}
+		}
+	}
+	out, err := yaml.Marshal(&shown)
 	if err != nil {
 		// Only reachable through a programming error; never echo values.
 		return "# the configuration cannot be rendered\n"

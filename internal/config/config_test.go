@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Values that must never appear in an error message or in Redacted output.
@@ -523,8 +525,51 @@ jira:
 }
 
 func TestLeaseMustOutlastTimeouts(t *testing.T) {
-	mustFail(t, minimal+"  timeout: 3m\n", nil, "bridge.lease: must be longer than twice servicenow.timeout (3m0s)")
-	mustParse(t, minimal+"  timeout: 3m\nbridge: {lease: 10m}\n")
+	const why = "each upstream call must finish well within the lease so a second bridge never takes over a ticket in flight"
+	jira := `jira:
+  enabled: %s
+  url: https://jira.example.com
+  api_token: ${JIRA_API_TOKEN}
+  jql: project = IMG
+  fields: {image: Image, justification: Why}
+  timeout: %s
+`
+	for _, tc := range []struct {
+		lease, sn, jiraOn, jira string
+		want                    string // "" when accepted
+	}{
+		// The floor holds whatever the timeouts.
+		{"29s", "1s", "false", "1s", "bridge.lease: must be at least 30s: " + why},
+		{"30s", "1s", "false", "1s", ""},
+		// Longer than twice the timeout, strictly.
+		{"6m", "3m", "false", "1s", "bridge.lease: must be longer than twice the longest source timeout (servicenow.timeout: 3m0s), so more than 6m0s: " + why},
+		{"6m1s", "3m", "false", "1s", ""},
+		// The longest enabled timeout decides, whichever source has it, and
+		// the rule is reported once.
+		{"3m", "1m", "true", "2m", "bridge.lease: must be longer than twice the longest source timeout (jira.timeout: 2m0s), so more than 4m0s: " + why},
+		{"3m", "2m", "true", "1m", "bridge.lease: must be longer than twice the longest source timeout (servicenow.timeout: 2m0s), so more than 4m0s: " + why},
+		{"4m", "2m", "true", "2m", "(servicenow.timeout: 2m0s)"},
+		{"4m1s", "2m", "true", "2m", ""},
+		// A disabled source's timeout does not count.
+		{"1m", "20s", "false", "1h", ""},
+	} {
+		yml := minimal + "  timeout: " + tc.sn + "\nbridge: {lease: " + tc.lease + "}\n" + fmt.Sprintf(jira, tc.jiraOn, tc.jira)
+		_, err := parseWith(t, yml, nil)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("lease %s, timeouts %s/%s: %v", tc.lease, tc.sn, tc.jira, err)
+		case tc.want != "" && err == nil:
+			t.Errorf("lease %s, timeouts %s/%s accepted, want %q", tc.lease, tc.sn, tc.jira, tc.want)
+		case err != nil:
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("lease %s, timeouts %s/%s: error lacks %q:\n%s", tc.lease, tc.sn, tc.jira, tc.want, msg)
+			}
+			if n := strings.Count(msg, "bridge.lease"); n != 1 {
+				t.Errorf("lease %s, timeouts %s/%s: bridge.lease reported %d times:\n%s", tc.lease, tc.sn, tc.jira, n, msg)
+			}
+		}
+	}
 }
 
 func TestAliasesAndMerges(t *testing.T) {
@@ -634,5 +679,246 @@ func TestValidateHandBuilt(t *testing.T) {
 	c = mustParse(t, minimal)
 	if err := c.Validate(); err != nil {
 		t.Errorf("a parsed config does not validate: %v", err)
+	}
+}
+
+// within fails the test when f has not returned after d.
+func within(t *testing.T, d time.Duration, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("still running after %s", d)
+	}
+}
+
+// mergeBomb is a merge sequence nested depth levels deep, each level merging
+// the one below width times: width^depth expansions from a few hundred bytes.
+func mergeBomb(leaf string, depth, width int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[&l0 {%s}", leaf)
+	for i := 1; i < depth; i++ {
+		fmt.Fprintf(&b, ", &l%d {<<: [", i)
+		for j := 0; j < width; j++ {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*l%d", i-1)
+		}
+		b.WriteString("]}")
+	}
+	b.WriteString("]")
+	return b.String()
+}
+
+func TestAliasExpansionIsBounded(t *testing.T) {
+	const want = "config.yaml: too many aliases/merges expanded (limit 10000)"
+	wide := "{"
+	for i := range 100 {
+		wide += fmt.Sprintf("k%d: v, ", i)
+	}
+	wide += "}"
+	for name, yml := range map[string]string{
+		"depth 40":                     minimal + "bridge: {<<: " + mergeBomb("concurrency: 4", 40, 2) + "}\n",
+		"depth 20":                     minimal + "bridge: {<<: " + mergeBomb("concurrency: 4", 20, 2) + "}\n",
+		"depth 14":                     minimal + "bridge: {<<: " + mergeBomb("concurrency: 4", 14, 2) + "}\n",
+		"width 5":                      minimal + "bridge: {<<: " + mergeBomb("concurrency: 4", 12, 5) + "}\n",
+		"nested section":               minimal + "  variables: {<<: " + mergeBomb("image: img", 40, 2) + "}\n",
+		"top level":                    "<<: " + mergeBomb("log: {level: info}", 40, 2) + "\n" + minimal,
+		"unknown keys":                 minimal + "bridge: {<<: " + mergeBomb("colour: red", 40, 2) + "}\n",
+		"type errors":                  minimal + "bridge: {<<: " + mergeBomb("concurrency: [x]", 40, 2) + "}\n",
+		"merge block style":            minimal + "bridge:\n  <<: " + mergeBomb("lease: 5m", 40, 2) + "\n",
+		"anchors under an unknown key": "anchors: " + mergeBomb("lease: 5m", 40, 2) + "\nbridge:\n  <<: *l39\n" + minimal,
+		// Linear, not exponential: one wide anchor merged thousands of
+		// times, each time with all its (unknown) keys.
+		"wide anchor": minimal + "bridge:\n  backoff: &wide " + wide + "\n  <<: [" + strings.Repeat("*wide, ", 2999) + "*wide]\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			var err error
+			within(t, 10*time.Second, func() { _, err = parseWith(t, yml, nil) })
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if msg := err.Error(); !strings.HasPrefix(msg, want) || strings.Contains(msg, "\n") {
+				t.Errorf("got %.300q (%d bytes), want one error starting %q", msg, len(msg), want)
+			}
+		})
+	}
+}
+
+func TestAliasExpansionWithinLimit(t *testing.T) {
+	// Nested merges are fine while small: 2^8 expansions.
+	c := mustParse(t, minimal+"bridge: {<<: "+mergeBomb("concurrency: 7", 8, 2)+"}\n")
+	if c.Bridge.Concurrency != 7 {
+		t.Errorf("concurrency = %d, want 7 from the merged anchor", c.Bridge.Concurrency)
+	}
+	// The limit is on expansion, not on size: a long file without aliases
+	// is not affected.
+	var b strings.Builder
+	b.WriteString(minimal + "  variables:\n    extra:\n")
+	for i := range 3 * maxExpansions {
+		fmt.Fprintf(&b, "      - v%d\n", i)
+	}
+	c = mustParse(t, b.String())
+	if n := len(c.ServiceNow.Variables.Extra); n != 3*maxExpansions {
+		t.Errorf("%d extra variables, want %d", n, 3*maxExpansions)
+	}
+	// Aliases and merges spread over sections still work.
+	c = mustParse(t, minimal+`  timeout: &to 40s
+  page_size: &ps 20
+  variables: &vars {image: img, justification: why, extra: &extra [team, env]}
+  states: &states {closed_complete: "3"}
+jira:
+  enabled: true
+  url: https://jira.example.com
+  api_token: ${JIRA_API_TOKEN}
+  jql: project = IMG
+  fields: {<<: *vars, extra: *extra}
+  timeout: *to
+  page_size: *ps
+bridge: {<<: [{lease: 2m}, {lease: 3m, concurrency: 2}]}
+`)
+	if c.Jira.Timeout != 40*time.Second || c.Jira.PageSize != 20 || c.Jira.Fields.Image != "img" ||
+		!reflect.DeepEqual(c.Jira.Fields.Extra, []string{"team", "env"}) || c.Bridge.Lease != 2*time.Minute || c.Bridge.Concurrency != 2 {
+		t.Errorf("aliases and merges not applied: jira %+v, bridge %+v", c.Jira, c.Bridge)
+	}
+}
+
+// everySecret sets every secret key, both sources enabled, each from the
+// environment variable named in secretKeys.
+const everySecret = `
+chainguard:
+  org_id: 0123456789abcdef0123456789abcdef01234567
+  org_name: example.com
+  token: ${CHAINGUARD_TOKEN}
+servicenow:
+  enabled: true
+  instance_url: https://example.service-now.com
+  catalog_item: 0123456789abcdef0123456789abcdef
+  username: svc
+  password: ${SERVICENOW_PASSWORD}
+  oauth:
+    client_id: abc
+    client_secret: ${SERVICENOW_CLIENT_SECRET}
+    grant_type: password
+  webhook_secret: ${SERVICENOW_WEBHOOK_SECRET}
+jira:
+  enabled: true
+  url: https://jira.example.com
+  api_token: ${JIRA_API_TOKEN}
+  jql: project = IMG
+  fields: {image: Image, justification: Why}
+  webhook_secret: ${JIRA_WEBHOOK_SECRET}
+`
+
+// secretKeys maps every secret key to the variable everySecret sets it from.
+var secretKeys = map[string]string{
+	"chainguard.token":               "CHAINGUARD_TOKEN",
+	"servicenow.password":            "SERVICENOW_PASSWORD",
+	"servicenow.oauth.client_secret": "SERVICENOW_CLIENT_SECRET",
+	"servicenow.webhook_secret":      "SERVICENOW_WEBHOOK_SECRET",
+	"jira.api_token":                 "JIRA_API_TOKEN",
+	"jira.webhook_secret":            "JIRA_WEBHOOK_SECRET",
+}
+
+// fromFile rewrites everySecret so that key is read from file instead.
+func fromFile(t *testing.T, key, file string) string {
+	t.Helper()
+	leaf := key[strings.LastIndex(key, ".")+1:]
+	old := leaf + ": ${" + secretKeys[key] + "}"
+	if strings.Count(everySecret, old) != 1 {
+		t.Fatalf("everySecret does not set %s once", key)
+	}
+	return strings.Replace(everySecret, old, leaf+"_file: "+file, 1)
+}
+
+// TestSecretKeysComplete keeps secretKeys in step with the secret keys the
+// configuration has.
+func TestSecretKeysComplete(t *testing.T) {
+	c := &Config{}
+	c.ServiceNow.Enabled, c.Jira.Enabled = true, true
+	var got []string
+	for _, r := range c.secretRefs() {
+		got = append(got, r.path)
+		if _, ok := secretKeys[r.path]; !ok {
+			t.Errorf("secretKeys lacks %s", r.path)
+		}
+	}
+	if len(got) != len(secretKeys) {
+		t.Errorf("secret keys are %q; secretKeys has %d", got, len(secretKeys))
+	}
+}
+
+// yamlAt returns the value at a dotted key path of a decoded YAML document.
+func yamlAt(doc map[string]any, path string) (any, bool) {
+	var cur any = doc
+	for _, k := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[k]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// TestRedactedShowsTheKeyWritten: a secret read from its *_file twin shows as
+// that twin only, every other secret as <secret> only, and the output loads
+// back to the same secrets.
+func TestRedactedShowsTheKeyWritten(t *testing.T) {
+	for k, v := range testEnv {
+		t.Setenv(k, v)
+	}
+	dir := t.TempDir()
+	for key, env := range secretKeys {
+		t.Run(key, func(t *testing.T) {
+			file := filepath.Join(dir, strings.ReplaceAll(key, ".", "-"))
+			if err := os.WriteFile(file, []byte(testEnv[env]+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c := mustParse(t, fromFile(t, key, file))
+			r := c.Redacted()
+			if strings.Contains(r, secretMarker) {
+				t.Fatalf("Redacted leaks:\n%s", r)
+			}
+			var doc map[string]any
+			if err := yaml.Unmarshal([]byte(r), &doc); err != nil {
+				t.Fatalf("Redacted is not YAML: %v\n%s", err, r)
+			}
+			for other := range secretKeys {
+				v, hasValue := yamlAt(doc, other)
+				f, hasFile := yamlAt(doc, other+"_file")
+				switch {
+				case other == key && (hasValue || f != file):
+					t.Errorf("%s read from a file shows as %s: %v, %s_file: %v; want only %s_file: %s", other, other, v, other, f, other, file)
+				case other != key && (v != "<secret>" || hasFile):
+					t.Errorf("%s set directly shows as %s: %v, %s_file: %v; want only %s: <secret>", other, other, v, other, f, other)
+				}
+			}
+			// The output is a configuration, not the "set either, not both"
+			// mistake, and it reads the secret from the same file.
+			back, err := Parse([]byte(r), filepath.Join(dir, "redacted.yaml"))
+			if err != nil {
+				t.Fatalf("Redacted output does not load: %v\n%s", err, r)
+			}
+			for _, ref := range back.secretRefs() {
+				if ref.path == key && ref.val.Reveal() != testEnv[env] {
+					t.Errorf("%s is not read from %s after a round trip through Redacted", key, file)
+				}
+			}
+			// Redacted does not change the configuration itself.
+			for _, ref := range c.secretRefs() {
+				if ref.val.Reveal() != testEnv[secretKeys[ref.path]] {
+					t.Errorf("after Redacted, %s no longer holds its value", ref.path)
+				}
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -46,8 +47,12 @@ func (e *FieldError) Error() string {
 	return b.String()
 }
 
-// maxSecretFile bounds what a *_file may hold: a credential, not a disk image.
-const maxSecretFile = 64 << 10
+// Size limits: a *_file holds a credential and the configuration a few
+// kilobytes of YAML, not a disk image.
+const (
+	maxSecretFile = 64 << 10
+	maxConfigFile = 1 << 20
+)
 
 var (
 	secretType   = reflect.TypeOf(secret.Secret{})
@@ -62,7 +67,20 @@ type decoder struct {
 	lines   map[string]int
 	seen    map[*yaml.Node]bool // scalars already expanded (aliases share nodes)
 	failed  map[string]bool     // paths that already have an error
+	// visits counts the values walk examines and the keys mapping examines,
+	// once more each time an alias or merge leads back to them; budget is
+	// where that stops (see maxExpansions), and exhausted reports that it
+	// did.
+	visits, budget int
+	exhausted      bool
 }
+
+// maxExpansions bounds how many nodes aliases and merge keys (<<) may expand
+// to, beyond the nodes written out in the file. Each alias is walked again
+// wherever it is used, so nested merges ("&b {<<: [*a, *a]}", "&c {<<: [*b,
+// *b]}", ...) double the work at every level; a real configuration expands
+// to a few dozen nodes.
+const maxExpansions = 10000
 
 func (d *decoder) fail(line int, path, format string, args ...any) {
 	d.errs = append(d.errs, &FieldError{File: d.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
@@ -108,7 +126,14 @@ func parse(data []byte, filename string, lookup func(string) (string, bool)) (*C
 		return nil, &FieldError{File: filename, Msg: "the configuration is empty"}
 	}
 
+	d.budget = countNodes(root) + maxExpansions
 	d.walk(root, reflect.TypeOf(Config{}), "", 0)
+	if d.exhausted {
+		// Everything else found is noise from the same expansion, and
+		// yaml's own decoder would repeat it.
+		return nil, &FieldError{File: filename, Msg: fmt.Sprintf(
+			"too many aliases/merges expanded (limit %d): every alias and merge key (<<) expands its anchor again, so nested anchors multiply; write the values out or use fewer levels of anchors", maxExpansions)}
+	}
 	if err := root.Decode(cfg); err != nil {
 		d.decodeError(err)
 	}
@@ -189,6 +214,9 @@ func (d *decoder) decodeError(err error) {
 // right kind and syntax for every value; it expands ${VAR} in scalars and
 // normalises them so that yaml's decoder accepts them as checked.
 func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string, line int) {
+	if !d.visit() {
+		return
+	}
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
 			d.fail(n.Line, path, "refers to an unknown anchor")
@@ -277,6 +305,9 @@ func (d *decoder) mapping(n *yaml.Node, t reflect.Type, path string, seen map[st
 	var merges []*yaml.Node
 	var drop map[int]bool // repeated keys, removed so they are reported once
 	for i := 0; i+1 < len(n.Content); i += 2 {
+		if !d.visit() {
+			return
+		}
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind == yaml.ScalarNode && (k.ShortTag() == "!!merge" || k.Value == "<<") && k.Style == 0 {
 			merges = append(merges, v)
@@ -316,6 +347,9 @@ func (d *decoder) mapping(n *yaml.Node, t reflect.Type, path string, seen map[st
 	}
 	// Merged mappings (<<: *anchor) provide keys not given directly.
 	for _, m := range merges {
+		if !d.visit() {
+			return
+		}
 		if m.Kind == yaml.AliasNode && m.Alias != nil {
 			m = m.Alias
 		}
@@ -324,6 +358,9 @@ func (d *decoder) mapping(n *yaml.Node, t reflect.Type, path string, seen map[st
 			d.mergeInto(m, t, path, seen)
 		case yaml.SequenceNode:
 			for _, c := range m.Content {
+				if !d.visit() {
+					return
+				}
 				if c.Kind == yaml.AliasNode && c.Alias != nil {
 					c = c.Alias
 				}
@@ -337,6 +374,25 @@ func (d *decoder) mapping(n *yaml.Node, t reflect.Type, path string, seen map[st
 			d.fail(m.Line, path, "<< must merge a mapping")
 		}
 	}
+}
+
+// visit counts one node examined and reports whether the budget allows it.
+func (d *decoder) visit() bool {
+	d.visits++
+	if d.visits > d.budget {
+		d.exhausted = true
+	}
+	return !d.exhausted
+}
+
+// countNodes counts the nodes written out under n, without following
+// aliases.
+func countNodes(n *yaml.Node) int {
+	c := 1
+	for _, k := range n.Content {
+		c += countNodes(k)
+	}
+	return c
 }
 
 func (d *decoder) mergeInto(m *yaml.Node, t reflect.Type, path string, seen map[string]int) {
@@ -579,26 +635,23 @@ func (d *decoder) readSecretFiles(c *Config, base string) {
 			continue
 		}
 		*r.val = secret.New(v)
+		if c.fromFile == nil {
+			c.fromFile = map[string]bool{}
+		}
+		c.fromFile[r.path] = true
 	}
 }
 
 // readSecretFile reads a credential file, trimming one trailing newline.
 // Errors name the path and the reason, never the contents.
 func readSecretFile(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %v", p, reason(err))
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.IsDir() {
-		return "", fmt.Errorf("cannot read %s: it is a directory", p)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %v", p, reason(err))
-	}
-	if len(data) > maxSecretFile {
+	data, err := readRegular(p, maxSecretFile)
+	var big *tooLargeError
+	switch {
+	case errors.As(err, &big):
 		return "", fmt.Errorf("%s is larger than %d KiB; is it the right file?", p, maxSecretFile>>10)
+	case err != nil:
+		return "", fmt.Errorf("cannot read %s: %v", p, reason(err))
 	}
 	s := string(data)
 	if strings.HasSuffix(s, "\r\n") {
@@ -610,6 +663,70 @@ func readSecretFile(p string) (string, error) {
 		return "", fmt.Errorf("%s is empty", p)
 	}
 	return s, nil
+}
+
+// tooLargeError: a file holds more than the limit readRegular was given.
+type tooLargeError struct{ limit int64 }
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("larger than %d bytes", e.limit)
+}
+
+// readRegular reads at most limit bytes of the regular file at p, following
+// symbolic links (Kubernetes mounts secrets through them). Anything else is
+// refused before it is opened: reading a device such as /dev/zero never ends,
+// and opening a FIFO waits for a writer that may never come. The file is
+// opened without blocking and checked again, in case it was replaced in
+// between.
+func readRegular(p string, limit int64) ([]byte, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRegular(p, st); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err = f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRegular(p, st); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, &tooLargeError{limit: limit}
+	}
+	return data, nil
+}
+
+// checkRegular refuses anything but a regular file, saying what it is.
+func checkRegular(p string, st fs.FileInfo) error {
+	m := st.Mode()
+	var what string
+	switch {
+	case m.IsRegular():
+		return nil
+	case m.IsDir():
+		what = "it is a directory"
+	case m&fs.ModeNamedPipe != 0:
+		what = "it is a named pipe (FIFO), not a regular file"
+	case m&fs.ModeSocket != 0:
+		what = "it is a socket, not a regular file"
+	case m&fs.ModeDevice != 0:
+		what = "it is a device, not a regular file"
+	default:
+		what = "it is not a regular file"
+	}
+	return &fs.PathError{Op: "read", Path: p, Err: errors.New(what)}
 }
 
 // reason strips the path from an fs error, which the caller already names.

@@ -74,6 +74,9 @@ func (c *Config) problems() []*FieldError {
 	return k.errs
 }
 
+// minLease is the shortest bridge.lease accepted.
+const minLease = 30 * time.Second
+
 func (k *checker) bridge() {
 	b := k.c.Bridge
 	if !instanceIDPattern.MatchString(b.InstanceID) {
@@ -82,21 +85,28 @@ func (k *checker) bridge() {
 	if b.Concurrency < 1 || b.Concurrency > 64 {
 		k.add("bridge.concurrency", "must be between 1 and 64")
 	}
-	if b.Lease < 30*time.Second {
-		k.add("bridge.lease", "must be at least 30s")
-	} else {
-		for _, src := range []struct {
-			on   bool
-			path string
-			d    time.Duration
-		}{
-			{k.c.ServiceNow.Enabled, "servicenow.timeout", k.c.ServiceNow.Timeout},
-			{k.c.Jira.Enabled, "jira.timeout", k.c.Jira.Timeout},
-		} {
-			if src.on && src.d > 0 && b.Lease <= 2*src.d {
-				k.add("bridge.lease", "must be longer than twice %s (%s): a lease shorter than a ticket's calls lets another replica take the ticket over mid-flight", src.path, src.d)
-			}
+	// Each upstream call must finish well within the lease (the engine
+	// bounds every call by half of it), so the lease must be longer than
+	// twice the longest source timeout.
+	const why = "each upstream call must finish well within the lease so a second bridge never takes over a ticket in flight"
+	longest, longestPath := time.Duration(0), ""
+	for _, src := range []struct {
+		on   bool
+		path string
+		d    time.Duration
+	}{
+		{k.c.ServiceNow.Enabled, "servicenow.timeout", k.c.ServiceNow.Timeout},
+		{k.c.Jira.Enabled, "jira.timeout", k.c.Jira.Timeout},
+	} {
+		if src.on && src.d > longest {
+			longest, longestPath = src.d, src.path
 		}
+	}
+	switch {
+	case b.Lease < minLease:
+		k.add("bridge.lease", "must be at least %s: %s", minLease, why)
+	case longest > 0 && b.Lease <= 2*longest:
+		k.add("bridge.lease", "must be longer than twice the longest source timeout (%s: %s), so more than %s: %s", longestPath, longest, 2*longest, why)
 	}
 	if b.Backoff.Min <= 0 {
 		k.add("bridge.backoff.min", "must be a positive duration")
