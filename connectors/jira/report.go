@@ -79,7 +79,7 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 		return fmt.Errorf("jira: %q is not an issue id", t.ID)
 	}
 	body := renderComment(r)
-	if r.Outcome == isync.OutcomeBlocked {
+	if r.Outcome == isync.OutcomeBlocked || r.Outcome == isync.OutcomeSyncing {
 		return s.comment(ctx, t, r, body)
 	}
 	name := s.o.DoneTransition

@@ -264,9 +264,10 @@ func (s *Source) variables(ctx context.Context, id string) (map[string]string, e
 }
 
 // Report implements isync.Source with ONE PATCH carrying work_notes, and for a
-// result also state and close_notes. When the PATCH's outcome is unknown (a
-// timeout, a reset connection, a 5xx), it re-reads instead of resending: the
-// RITM's state for a result, the work-note journal for a blocked note.
+// result also state and close_notes. A note alone (blocked, syncing) is
+// skipped when the journal already holds it. When the PATCH's outcome is
+// unknown (a timeout, a reset connection, a 5xx), it re-reads instead of
+// resending: the RITM's state for a result, the journal for a note alone.
 func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) error {
 	if !sysIDRe.MatchString(t.ID) {
 		return fmt.Errorf("servicenow: %q is not a RITM sys_id", t.ID)
@@ -283,6 +284,17 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 	if target != "" {
 		body["state"] = target
 		body["close_notes"] = clean(r.Summary, maxCloseNotes)
+	}
+	if target == "" {
+		// A note alone leaves the RITM open, so the RITM cannot tell whether
+		// an earlier attempt landed (a crash right after it): the journal can.
+		found, _, err := s.noteFound(ctx, t, r)
+		if err != nil {
+			return fmt.Errorf("checking the work notes of RITM %s: %w", t.Key, err)
+		}
+		if found {
+			return nil
+		}
 	}
 	p := url.Values{"sysparm_fields": {"sys_id,state,sys_mod_count"}}
 	_, err := s.c.do(ctx, http.MethodPatch, table+"/"+t.ID, p, body, nil)
@@ -321,17 +333,32 @@ func (s *Source) landed(ctx context.Context, t isync.Ticket, r isync.Report, tar
 		}
 		return cur.Closed, nil
 	}
-	// A note alone: look for its signature in the RITM's work notes (the
-	// display value holds the journal), then in sys_journal_field.
+	found, readable, err := s.noteFound(ctx, t, r)
+	if err != nil {
+		return false, err
+	}
+	if !found && !readable {
+		// Neither journal is readable (missing ACLs): the note may well be
+		// there. A note is better missed than doubled; say so.
+		s.o.Logger.Warn().Str("source", Name).Str("ticket", t.Key).Msg("cannot read work notes to check whether a note landed; assuming it did (grant read on sys_journal_field)")
+		return true, nil
+	}
+	return found, nil
+}
+
+// noteFound looks for r's signature in the RITM's work notes (the display
+// value holds the journal), then in sys_journal_field. readable is false when
+// neither shows any note at all, which is what missing read ACLs look like.
+func (s *Source) noteFound(ctx context.Context, t isync.Ticket, r isync.Report) (found, readable bool, err error) {
 	sig := signature(r)
 	p := url.Values{"sysparm_fields": {"work_notes"}, "sysparm_display_value": {"true"}}
 	var one oneResponse
 	if _, err := s.c.do(ctx, http.MethodGet, table+"/"+t.ID, p, nil, &one); err != nil {
-		return false, err
+		return false, false, err
 	}
 	notes := one.Result["work_notes"].Display
 	if hasAll(notes, sig) {
-		return true, nil
+		return true, true, nil
 	}
 	q := url.Values{
 		"sysparm_query":  {"element_id=" + t.ID + "^element=work_notes^ORDERBYDESCsys_created_on"},
@@ -340,20 +367,14 @@ func (s *Source) landed(ctx context.Context, t isync.Ticket, r isync.Report, tar
 	}
 	var page listResponse
 	if _, err := s.c.list(ctx, "/api/now/table/sys_journal_field", q, &page); err != nil {
-		return false, err
+		return false, false, err
 	}
 	for _, e := range page.Result {
 		if hasAll(e.get("value"), sig) {
-			return true, nil
+			return true, true, nil
 		}
 	}
-	if strings.TrimSpace(notes) == "" && len(page.Result) == 0 {
-		// Neither journal is readable (missing ACLs): the note may well be
-		// there. A note is better missed than doubled; say so.
-		s.o.Logger.Warn().Str("source", Name).Str("ticket", t.Key).Msg("cannot read work notes to check whether a note landed; assuming it did (grant read on sys_journal_field)")
-		return true, nil
-	}
-	return false, nil
+	return false, strings.TrimSpace(notes) != "" || len(page.Result) > 0, nil
 }
 
 // signature identifies a note across attempts: its marker line and its Result

@@ -311,7 +311,7 @@ func parseTime(s string) (time.Time, error) {
 
 const recordColumns = `source, ticket_id, ticket_key, request_id, state, attempts, next_attempt_at,
 	last_error, blocked_cause, noted_cause, image, reason, repo_id, pull_ref, method, already_present,
-	lease_owner, lease_until, version, created_at, updated_at`
+	lease_owner, lease_until, version, created_at, updated_at, ready_by`
 
 type scanner interface{ Scan(...any) error }
 
@@ -320,12 +320,13 @@ func scanRecord(sc scanner) (isync.Record, error) {
 		r                                  isync.Record
 		state                              string
 		next, leaseUntil, created, updated string
+		readyBy                            string
 		alreadyPresent                     bool
 	)
 	err := sc.Scan(&r.Source, &r.TicketID, &r.Key, &r.RequestID, &state, &r.Attempts, &next,
 		&r.LastError, &r.BlockedCause, &r.NotedCause, &r.Image, &r.Reason,
 		&r.Result.RepoID, &r.Result.PullRef, &r.Result.Method, &alreadyPresent,
-		&r.LeaseOwner, &leaseUntil, &r.Version, &created, &updated)
+		&r.LeaseOwner, &leaseUntil, &r.Version, &created, &updated, &readyBy)
 	if err != nil {
 		return r, err
 	}
@@ -334,7 +335,7 @@ func scanRecord(sc scanner) (isync.Record, error) {
 	for _, f := range []struct {
 		dst *time.Time
 		src string
-	}{{&r.NextAttemptAt, next}, {&r.LeaseUntil, leaseUntil}, {&r.CreatedAt, created}, {&r.UpdatedAt, updated}} {
+	}{{&r.NextAttemptAt, next}, {&r.LeaseUntil, leaseUntil}, {&r.CreatedAt, created}, {&r.UpdatedAt, updated}, {&r.ReadyBy, readyBy}} {
 		t, err := parseTime(f.src)
 		if err != nil {
 			return r, fmt.Errorf("store: %s/%s: bad time %q: %w", r.Source, r.TicketID, f.src, err)
@@ -411,7 +412,7 @@ func (s *SQLite) Claim(ctx context.Context, source, ticketID, key, owner string,
 
 var knownStates = map[isync.State]bool{
 	isync.StateNew: true, isync.StateProvisioning: true, isync.StateProvisioned: true,
-	isync.StateRejected: true, isync.StateBlocked: true, isync.StateDone: true,
+	isync.StateSyncing: true, isync.StateRejected: true, isync.StateBlocked: true, isync.StateDone: true,
 }
 
 // Save implements isync.Store: a compare-and-swap on Version. It writes the
@@ -426,12 +427,12 @@ func (s *SQLite) Save(ctx context.Context, rec *isync.Record) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE tickets SET
 			ticket_key = ?, state = ?, attempts = ?, next_attempt_at = ?, last_error = ?,
 			blocked_cause = ?, noted_cause = ?, image = ?, reason = ?,
-			repo_id = ?, pull_ref = ?, method = ?, already_present = ?,
+			repo_id = ?, pull_ref = ?, method = ?, already_present = ?, ready_by = ?,
 			version = version + 1, updated_at = ?
 		WHERE source = ? AND ticket_id = ? AND version = ?`,
 		rec.Key, string(rec.State), rec.Attempts, formatTime(rec.NextAttemptAt), rec.LastError,
 		rec.BlockedCause, rec.NotedCause, rec.Image, rec.Reason,
-		rec.Result.RepoID, rec.Result.PullRef, rec.Result.Method, rec.Result.AlreadyPresent,
+		rec.Result.RepoID, rec.Result.PullRef, rec.Result.Method, rec.Result.AlreadyPresent, formatTime(rec.ReadyBy),
 		formatTime(updated),
 		rec.Source, rec.TicketID, rec.Version)
 	if err != nil {

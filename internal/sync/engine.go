@@ -24,8 +24,16 @@ type Options struct {
 	BackoffMin       time.Duration // first retry delay after a retryable or blocked error (default 30s)
 	BackoffMax       time.Duration // retry delay cap (default 1h)
 	ProvisionTimeout time.Duration // deadline of one provisioning call (default 60s)
-	Now              func() time.Time
-	Logger           zerolog.Logger
+	// CloseOnReady (close_on: ready): a provisioned ticket first gets a
+	// "provisioned, syncing" note and is closed by a second note once its tag
+	// is pullable (a CloudEvent, or polling the Provisioner's Readiness every
+	// ReadyPoll), or after ReadyTimeout with a timeout note.
+	CloseOnReady bool
+	ReadyPoll    time.Duration // default 1m
+	ReadyTimeout time.Duration // default 30m
+	QueueSize    int           // webhook queue capacity (default 1024)
+	Now          func() time.Time
+	Logger       zerolog.Logger
 	// Observer, when set, is told of every ticket outcome (metrics, demo tables).
 	Observer func(Event)
 }
@@ -53,6 +61,13 @@ type Engine struct {
 
 	mu       stdsync.Mutex
 	inflight map[string]bool // source/ticket ids being processed in this process
+	queued   map[string]bool // source/ticket ids waiting in queue
+	queue    chan queued
+}
+
+type queued struct {
+	source, id string
+	due        bool // act now even if the record is backing off or waiting (a readiness event)
 }
 
 // New builds an engine over the given store, provisioner and sources.
@@ -81,8 +96,17 @@ func New(store Store, prov Provisioner, sources []Source, o Options) *Engine {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.ReadyPoll <= 0 {
+		o.ReadyPoll = time.Minute
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 30 * time.Minute
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 1024
+	}
 	e := &Engine{store: store, prov: prov, sources: map[string]Source{}, o: o, log: o.Logger, inflight: map[string]bool{},
-		owner: o.Instance + "/" + runID()}
+		queued: map[string]bool{}, queue: make(chan queued, o.QueueSize), owner: o.Instance + "/" + runID()}
 	for _, s := range sources {
 		e.sources[s.Name()] = s
 		e.order = append(e.order, s.Name())
@@ -149,7 +173,7 @@ func (e *Engine) passSource(ctx context.Context, src Source) (Stats, error) {
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				d, err := e.process(ctx, src, j.t)
+				d, err := e.process(ctx, src, j.t, false)
 				stMu.Lock()
 				switch {
 				case err != nil:
@@ -234,7 +258,7 @@ func (e *Engine) HandleTicket(ctx context.Context, source, id string) (Decision,
 		e.log.Debug().Str("source", source).Str("ticket", t.Key).Msg("ticket is not approved and open; nothing to do")
 		return "", nil
 	}
-	return e.process(ctx, src, t)
+	return e.process(ctx, src, t, false)
 }
 
 func (e *Engine) ticketLog(source, key, requestID string) *zerolog.Logger {
@@ -252,7 +276,7 @@ func (e *Engine) backoff(attempts int) time.Duration {
 
 // process drives one ticket as far as it can go now. It returns the last
 // decision taken ("" when the ticket was skipped).
-func (e *Engine) process(ctx context.Context, src Source, t Ticket) (Decision, error) {
+func (e *Engine) process(ctx context.Context, src Source, t Ticket, due bool) (Decision, error) {
 	key := src.Name() + "/" + t.ID
 	e.mu.Lock()
 	if e.inflight[key] {
@@ -285,7 +309,7 @@ func (e *Engine) process(ctx context.Context, src Source, t Ticket) (Decision, e
 			log.Warn().Err(err).Msg("releasing lease failed; it expires by itself")
 		}
 	}()
-	w := &worker{e: e, src: src, t: t, rec: rec, log: log, sctx: sctx}
+	w := &worker{e: e, src: src, t: t, rec: rec, log: log, sctx: sctx, due: due}
 	return w.run(ctx)
 }
 
@@ -298,6 +322,7 @@ type worker struct {
 	log  *zerolog.Logger
 	sctx context.Context
 	last Decision
+	due  bool
 }
 
 func (w *worker) run(ctx context.Context) (Decision, error) {
@@ -310,10 +335,18 @@ func (w *worker) run(ctx context.Context) (Decision, error) {
 		return "", nil
 	case StateProvisioned, StateRejected:
 		// A write-back may have landed before a crash: the ticket is the truth.
-		if !w.rec.NextAttemptAt.IsZero() && now.Before(w.rec.NextAttemptAt) {
+		if !w.due && !w.rec.NextAttemptAt.IsZero() && now.Before(w.rec.NextAttemptAt) {
 			return "", nil
 		}
+		if w.rec.State == StateProvisioned && w.closeOnReady() {
+			return w.syncing(ctx, true)
+		}
 		return w.writeBack(ctx, true)
+	case StateSyncing:
+		if !w.due && now.Before(w.rec.NextAttemptAt) {
+			return "", nil
+		}
+		return w.checkReady(ctx)
 	}
 	if !w.t.Open {
 		if !w.t.Closed {
@@ -328,7 +361,7 @@ func (w *worker) run(ctx context.Context) (Decision, error) {
 		w.audit(DecisionClosedElsewhere, "ticket closed before the bridge acted; nothing provisioned")
 		return w.last, nil
 	}
-	if !w.rec.NextAttemptAt.IsZero() && now.Before(w.rec.NextAttemptAt) {
+	if !w.due && !w.rec.NextAttemptAt.IsZero() && now.Before(w.rec.NextAttemptAt) {
 		return "", nil // backing off
 	}
 	return w.provision(ctx)
@@ -437,6 +470,9 @@ func (w *worker) provision(ctx context.Context) (Decision, error) {
 		w.audit(DecisionAlreadyPresent, "image already present: "+res.PullRef)
 	} else {
 		w.audit(DecisionProvisioned, "provisioned "+res.PullRef+" via "+res.Method)
+	}
+	if w.closeOnReady() {
+		return w.syncing(ctx, false)
 	}
 	return w.writeBack(ctx, false)
 }
@@ -604,4 +640,193 @@ func runID() string {
 		return strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
 	return hex.EncodeToString(b[:])
+}
+
+func (w *worker) closeOnReady() bool {
+	_, ok := w.e.prov.(Readiness)
+	return w.e.o.CloseOnReady && ok
+}
+
+// syncing writes the "provisioned, syncing" note and waits for the tag. The
+// source skips the note if it is already on the ticket (a crash after it
+// landed); when recovering, a ticket already closed is done.
+func (w *worker) syncing(ctx context.Context, recovering bool) (Decision, error) {
+	if recovering {
+		if err := w.renew(); err != nil {
+			return "", err
+		}
+		gctx, cancel := w.bounded(ctx, w.e.o.Lease)
+		cur, err := w.src.Get(gctx, w.t.ID)
+		cancel()
+		if err != nil {
+			return w.writeBackFailed(fmt.Errorf("re-reading before the syncing note: %w", err))
+		}
+		w.t = cur
+		if cur.Closed {
+			return w.finish(DecisionClosedElsewhere, "ticket closed while the image was syncing; no further note")
+		}
+	}
+	r := syncingReport(w.rec, w.t, w.noteContext(), w.e.o.ReadyTimeout)
+	if err := w.report(ctx, r); err != nil {
+		if errors.Is(err, errLeaseLost) {
+			return "", err
+		}
+		return w.writeBackFailed(err)
+	}
+	now := w.e.o.Now()
+	w.rec.State = StateSyncing
+	w.rec.ReadyBy = now.Add(w.e.o.ReadyTimeout)
+	w.rec.NextAttemptAt = now.Add(w.e.o.ReadyPoll)
+	w.rec.LastError = ""
+	if err := w.save(); err != nil {
+		return "", err
+	}
+	w.audit(DecisionSyncing, "syncing note written; waiting for "+w.rec.Result.PullRef+" to be pullable")
+	return w.last, nil
+}
+
+// checkReady asks the provisioner whether the tag is pullable: ready closes
+// the ticket with the result note; past ReadyBy it closes with a timeout note.
+func (w *worker) checkReady(ctx context.Context) (Decision, error) {
+	ref, err := w.e.prov.ParseImage(w.rec.Image)
+	if err != nil {
+		return w.reject(ctx, err) // cannot happen for a provisioned image; fail safe
+	}
+	if err := w.renew(); err != nil {
+		return "", err
+	}
+	rctx, cancel := w.bounded(ctx, w.e.o.ProvisionTimeout)
+	ready, err := w.e.prov.(Readiness).TagReady(rctx, w.rec.Result, ref)
+	cancel()
+	now := w.e.o.Now()
+	switch {
+	case err == nil && ready:
+		w.audit(DecisionReady, w.rec.Result.PullRef+" is pullable")
+		return w.writeBack(ctx, false)
+	case now.After(w.rec.ReadyBy):
+		w.rec.State = StateRejected
+		w.rec.Reason = fmt.Sprintf("the repository was created, but %s was still not pullable after %s; check that tag %q exists in the catalog, or ask again later",
+			w.rec.Result.PullRef, w.e.o.ReadyTimeout, ref.Tag)
+		if err := w.save(); err != nil {
+			return "", err
+		}
+		w.audit(DecisionReadyTimeout, w.rec.Reason)
+		return w.writeBack(ctx, false)
+	default:
+		w.rec.NextAttemptAt = now.Add(w.e.o.ReadyPoll)
+		if err != nil {
+			w.rec.LastError = err.Error()
+		}
+		if err := w.save(); err != nil {
+			return "", err
+		}
+		return "", nil
+	}
+}
+
+// finish marks the record done with one audit row.
+func (w *worker) finish(d Decision, detail string) (Decision, error) {
+	w.rec.State = StateDone
+	w.rec.LastError, w.rec.NextAttemptAt = "", time.Time{}
+	if err := w.save(); err != nil {
+		return "", err
+	}
+	w.audit(d, detail)
+	return w.last, nil
+}
+
+// Enqueue asks for one ticket to be processed soon: the webhook path. The
+// id is only a hint; the ticket is re-read before anything is done. A ticket
+// already queued coalesces; false means the queue is full.
+func (e *Engine) Enqueue(source, id string) bool {
+	return e.enqueue(queued{source: source, id: id})
+}
+
+func (e *Engine) enqueue(q queued) bool {
+	key := q.source + "/" + q.id
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.queued[key] {
+		return true
+	}
+	select {
+	case e.queue <- q:
+		e.queued[key] = true
+		return true
+	default:
+		return false
+	}
+}
+
+// QueueDepth is the number of tickets waiting in the webhook queue.
+func (e *Engine) QueueDepth() int { return len(e.queue) }
+
+// RunQueue processes queued tickets with Concurrency workers until ctx ends.
+func (e *Engine) RunQueue(ctx context.Context) {
+	var wg stdsync.WaitGroup
+	for i := 0; i < e.o.Concurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case q := <-e.queue:
+					e.mu.Lock()
+					delete(e.queued, q.source+"/"+q.id)
+					e.mu.Unlock()
+					if _, err := e.handle(ctx, q); err != nil {
+						e.log.Warn().Str("source", q.source).Str("ticket_id", q.id).Err(err).Msg("queued ticket failed; polling retries it")
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (e *Engine) handle(ctx context.Context, q queued) (Decision, error) {
+	src, ok := e.sources[q.source]
+	if !ok {
+		return "", fmt.Errorf("unknown source %q", q.source)
+	}
+	t, err := src.Get(ctx, q.id)
+	if err != nil {
+		return "", fmt.Errorf("re-reading %s ticket %s: %w", q.source, q.id, err)
+	}
+	if !t.Open && !q.due {
+		return "", nil
+	}
+	return e.process(ctx, src, t, q.due)
+}
+
+// RepoEvent is told of a Chainguard repository event: tickets syncing that
+// image are checked now rather than at their next poll.
+func (e *Engine) RepoEvent(ctx context.Context, ev RepoEvent) {
+	for _, name := range e.order {
+		err := e.store.Unfinished(ctx, name, func(r Record) error {
+			if r.State != StateSyncing || !repoMatches(r, ev) {
+				return nil
+			}
+			if !e.enqueue(queued{source: name, id: r.TicketID, due: true}) {
+				e.log.Warn().Str("source", name).Str("ticket", r.Key).Msg("queue full; the ticket is checked at its next poll")
+			}
+			return nil
+		})
+		if err != nil {
+			e.log.Warn().Err(err).Msg("matching a repository event to syncing tickets failed")
+		}
+	}
+}
+
+func repoMatches(r Record, ev RepoEvent) bool {
+	if ev.RepoID != "" && r.Result.RepoID != "" {
+		if ev.RepoID != r.Result.RepoID {
+			return false
+		}
+	} else if ev.Repo == "" || !strings.Contains(r.Result.PullRef, "/"+ev.Repo+":") {
+		return false
+	}
+	return ev.Tag == "" || strings.HasSuffix(r.Result.PullRef, ":"+ev.Tag)
 }

@@ -64,6 +64,7 @@ type harnessOpts struct {
 	cgOpts      []cgfake.Option
 	snOpts      []snfake.Option
 	wrapStore   func(isync.Store) isync.Store
+	engineOpts  func(*isync.Options)
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -74,7 +75,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	h := &harness{t: t, opts: o, clock: &clock{now: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}}
 	h.sn = snfake.New(append([]snfake.Option{snfake.WithBasicAuth(snUser, snPass)}, o.snOpts...)...)
 	t.Cleanup(h.sn.Close)
-	cg, err := cgfake.New(append([]cgfake.Option{cgfake.WithToken(cgToken), cgfake.WithOrg(orgID, orgName)}, o.cgOpts...)...)
+	cg, err := cgfake.New(append([]cgfake.Option{cgfake.WithToken(cgToken), cgfake.WithOrg(orgID, orgName), cgfake.WithClock(h.clock.Now)}, o.cgOpts...)...)
 	if err != nil {
 		t.Fatalf("chainguard fake: %v", err)
 	}
@@ -121,7 +122,7 @@ func (h *harness) engine() *isync.Engine {
 	if h.opts.wrapStore != nil {
 		st = h.opts.wrapStore(st)
 	}
-	return isync.New(st, h.prov, []isync.Source{h.src}, isync.Options{
+	o := isync.Options{
 		Instance:    "test-bridge",
 		Version:     "test",
 		Concurrency: max(h.opts.concurrency, 4),
@@ -129,7 +130,11 @@ func (h *harness) engine() *isync.Engine {
 		BackoffMax:  10 * time.Minute,
 		Now:         h.clock.Now,
 		Logger:      testLogger(h.t),
-	})
+	}
+	if h.opts.engineOpts != nil {
+		h.opts.engineOpts(&o)
+	}
+	return isync.New(st, h.prov, []isync.Source{h.src}, o)
 }
 
 func (h *harness) pass(e *isync.Engine) isync.Stats {

@@ -93,3 +93,16 @@ func blockedReport(rec Record, t Ticket, nc noteContext) Report {
 	f = append(f, nc.footer()...)
 	return Report{Outcome: OutcomeBlocked, Marker: Marker(t.Key, rec.RequestID), Summary: "Blocked: " + rec.BlockedCause, Fields: f}
 }
+
+// syncingReport is the first of two notes with close_on: ready.
+func syncingReport(rec Record, t Ticket, nc noteContext, wait time.Duration) Report {
+	f := []Field{
+		{"Result", "Provisioned, syncing: the repository exists; the image is still being synced into your registry. This ticket is closed with a second note once it can be pulled."},
+		{"Pull reference", rec.Result.PullRef},
+		{"Chainguard repository id", rec.Result.RepoID},
+		{"Waiting at most", wait.String()},
+	}
+	f = append(f, requestFields(t)...)
+	f = append(f, nc.footer()...)
+	return Report{Outcome: OutcomeSyncing, Marker: Marker(t.Key, rec.RequestID), Summary: "Syncing " + rec.Result.PullRef, Fields: f}
+}

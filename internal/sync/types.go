@@ -52,10 +52,15 @@ const (
 	// OutcomeBlocked: the bridge cannot act (permissions, quota). The ticket stays
 	// open; the note is written once per blocking cause.
 	OutcomeBlocked Outcome = "blocked"
+	// OutcomeSyncing: provisioned, the tag is not pullable yet (close_on:
+	// ready). The ticket stays open; a second note closes it later.
+	OutcomeSyncing Outcome = "syncing"
 )
 
-// Report is one write-back: a note and, unless Outcome is OutcomeBlocked, the
-// move out of the approved queue. A Source applies it in ONE upstream call.
+// Report is one write-back: a note and, for OutcomeProvisioned and
+// OutcomeRejected, the move out of the approved queue, in ONE upstream call.
+// OutcomeBlocked and OutcomeSyncing are a note alone, which a Source writes
+// only if no note with the same Marker and Result/Cause lines is already there.
 type Report struct {
 	Outcome Outcome
 	// Marker is the note's first line: it names the bridge and the request id and
@@ -102,6 +107,12 @@ type Source interface {
 	Report(ctx context.Context, t Ticket, r Report) error
 }
 
+// Readiness tells whether a provisioned image's tag can be pulled yet
+// (close_on: ready). Provisioners that cannot tell do not implement it.
+type Readiness interface {
+	TagReady(ctx context.Context, res Result, img ImageRef) (bool, error)
+}
+
 // Provisioner makes a catalog image available in the organization's registry.
 type Provisioner interface {
 	// ParseImage accepts or rejects a requested reference (a Rejected error that
@@ -119,6 +130,7 @@ const (
 	StateNew          State = "new"
 	StateProvisioning State = "provisioning"
 	StateProvisioned  State = "provisioned"
+	StateSyncing      State = "syncing" // close_on ready: provisioned and noted, waiting for the tag to be pullable
 	StateRejected     State = "rejected"
 	StateBlocked      State = "blocked"
 	StateDone         State = "done"
@@ -141,7 +153,8 @@ type Record struct {
 	Result        Result
 	LeaseOwner    string
 	LeaseUntil    time.Time
-	Version       int64 // incremented by every Save; Save fails on a stale version
+	ReadyBy       time.Time // close_on ready: when waiting for the tag ends
+	Version       int64     // incremented by every Save; Save fails on a stale version
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 }
@@ -158,6 +171,9 @@ const (
 	DecisionReported        Decision = "reported" // the result note landed and the ticket closed
 	DecisionNoted           Decision = "noted"    // a blocked note landed, ticket left open
 	DecisionClosedElsewhere Decision = "closed_elsewhere"
+	DecisionSyncing         Decision = "syncing"       // close_on ready: the syncing note landed
+	DecisionReady           Decision = "ready"         // close_on ready: the tag is pullable
+	DecisionReadyTimeout    Decision = "ready_timeout" // close_on ready: gave up waiting
 )
 
 // AuditEntry is one append-only audit row.
@@ -193,4 +209,14 @@ type Store interface {
 	Unfinished(ctx context.Context, source string, fn func(Record) error) error
 	// Append adds one audit row.
 	Append(ctx context.Context, e AuditEntry) error
+}
+
+// RepoEvent is what a Chainguard CloudEvent says about a repository of the
+// organization: it was created or updated, a tag was created or updated, or an
+// image was pushed. Any field may be empty when the event does not carry it.
+type RepoEvent struct {
+	Type   string // CloudEvent type, e.g. dev.chainguard.registry.push.v1
+	RepoID string // repo UIDP (Ce-Subject of repo events, or the tag's parent)
+	Repo   string // repo name, e.g. "python"
+	Tag    string // tag name, e.g. "latest-dev"
 }
