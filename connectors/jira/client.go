@@ -101,10 +101,13 @@ func (a *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // on network errors, 429 and 5xx, and writes only on 429 (rejected before
 // anything happened); a write that may have landed is checked by the caller,
 // never resent blindly.
-func newHTTPClient(auth *authTransport, timeout time.Duration, retryMax int, retryWaitMax time.Duration) *http.Client {
+func newHTTPClient(auth *authTransport, timeout time.Duration, retryMax int, retryWaitMax time.Duration, wrap func(http.RoundTripper) http.RoundTripper) *http.Client {
 	rc := retryablehttp.NewClient()
 	rc.HTTPClient.Timeout = timeout
 	auth.next = rc.HTTPClient.Transport
+	if wrap != nil {
+		auth.next = wrap(auth.next)
+	}
 	rc.HTTPClient.Transport = auth
 	rc.RetryMax = retryMax
 	rc.RetryWaitMin = 500 * time.Millisecond

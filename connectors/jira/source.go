@@ -42,6 +42,8 @@ type Options struct {
 	RetryMax           int           // retries of a read (default 4)
 	RetryWaitMax       time.Duration // longest wait between retries and longest Retry-After honoured in place (default 30s)
 	Logger             zerolog.Logger
+	// WrapTransport, when set, wraps the HTTP transport (metrics).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Source reads and reports Jira issues.
@@ -97,7 +99,7 @@ func New(o Options) (*Source, error) {
 	// personal access token sent as a Bearer, unless an email (user name) is
 	// given, for instances that still take basic auth.
 	auth := &authTransport{email: o.Email, token: o.APIToken, pat: o.Email == ""}
-	c, err := jira.NewClient(newHTTPClient(auth, o.Timeout, o.RetryMax, o.RetryWaitMax), o.URL)
+	c, err := jira.NewClient(newHTTPClient(auth, o.Timeout, o.RetryMax, o.RetryWaitMax, o.WrapTransport), o.URL)
 	if err != nil {
 		return nil, fmt.Errorf("jira: %w", err)
 	}

@@ -37,6 +37,8 @@ type Options struct {
 	RetryMax              int           // retries of a GET (default 4)
 	RetryWaitMax          time.Duration // longest wait between retries, and longest Retry-After honoured in place (default 30s)
 	Logger                zerolog.Logger
+	// WrapTransport, when set, wraps the HTTP transport (metrics).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Source reads and reports RITMs of one catalog item.
@@ -85,6 +87,9 @@ func New(o Options) (*Source, error) {
 	c, err := newClient(o.InstanceURL, o.Auth, o.Timeout, o.RetryMax, o.RetryWaitMax, o.Logger)
 	if err != nil {
 		return nil, err
+	}
+	if o.WrapTransport != nil {
+		c.http.HTTPClient.Transport = o.WrapTransport(c.http.HTTPClient.Transport)
 	}
 	fields := []string{"sys_id", "number", "state", "approval", "active", "cat_item", "requested_for", "sys_mod_count", "sys_updated_on",
 		"variables." + o.ImageVariable, "variables." + o.JustificationVariable}
