@@ -3,6 +3,7 @@ module github.com/chainguard-dev/image-request-bridge
 go 1.26.0
 
 require (
+	chainguard.dev/go-grpc-kit v0.18.0
 	chainguard.dev/go-oidctest v0.4.0
 	chainguard.dev/sdk v0.1.212
 	github.com/agnivade/levenshtein v1.2.2
@@ -24,7 +25,6 @@ require (
 
 require (
 	chainguard.dev/apko v1.2.39 // indirect
-	chainguard.dev/go-grpc-kit v0.18.0 // indirect
 	cloud.google.com/go/auth v0.23.0 // indirect
 	cloud.google.com/go/auth/oauth2adapt v0.2.8 // indirect
 	cloud.google.com/go/compute/metadata v0.9.0 // indirect

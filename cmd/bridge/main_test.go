@@ -2,12 +2,22 @@ package main_test
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	cgfake "github.com/chainguard-dev/image-request-bridge/internal/fake/chainguard"
 	jfake "github.com/chainguard-dev/image-request-bridge/internal/fake/jira"
@@ -216,4 +226,236 @@ jira:
 	if strings.Contains(stdout+stderr, jfake.DefaultPAT) {
 		t.Error("output leaks the Jira token")
 	}
+}
+
+// daemon starts `bridge run` on the env's config with the HTTP server on a
+// free loopback port; it is stopped with SIGTERM at cleanup.
+type daemon struct {
+	cmd    *exec.Cmd
+	base   string
+	stderr *syncBuffer
+	exited chan error
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's writes and the test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startDaemon(t *testing.T, e *env, extra string, envv ...string) *daemon {
+	t.Helper()
+	addr := freePort(t)
+	data, _ := os.ReadFile(e.config)
+	cfg := strings.Replace(string(data), "servicenow:\n", "servicenow:\n  schedule: \"@every 1h\"\n  webhook_secret: ${SN_HOOK}\n", 1) +
+		fmt.Sprintf("server: { listen: %q }\n", addr) + extra
+	path := filepath.Join(filepath.Dir(e.config), "run.yaml")
+	os.WriteFile(path, []byte(cfg), 0o600)
+	cmd := exec.Command(bridgeBin, "run", "--config", path)
+	cmd.Env = append(append(os.Environ(), "SN_PASSWORD="+snPass, "SN_HOOK="+hookSecret), envv...)
+	d := &daemon{cmd: cmd, base: "http://" + addr, stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	cmd.Stderr = d.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(40 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("bridge run stderr:\n%s", d.stderr.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(d.base + "/healthz"); err == nil {
+			resp.Body.Close()
+			return d
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("bridge run did not start:\n%s", d.stderr.String())
+	return nil
+}
+
+const hookSecret = "sn-hook-secret-3d9c"
+
+func (d *daemon) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(d.base + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func signedRITMHook(sysID string) (*http.Request, error) {
+	body := fmt.Sprintf(`{"event":"ritm.approval.approved","event_id":"%s","table":"sc_req_item","sys_id":"%s"}`, sysID[:8], sysID)
+	mac := hmac.New(sha256.New, []byte(hookSecret))
+	mac.Write([]byte(body))
+	req, err := http.NewRequest("POST", "", strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Signature", base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	return req, nil
+}
+
+// A signed ServiceNow webhook gets the RITM provisioned and closed within a
+// second, with no poll; a forged one changes nothing; /metrics counts it.
+func TestRunWebhookClosesWithinOneSecond(t *testing.T) {
+	e := newEnv(t)
+	d := startDaemon(t, e, "")
+	// Wait for the start-up pass (nothing approved yet) to finish.
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(d.stderr.String(), "pass finished") })
+	r := e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "python"}})
+	lists := countLists(e.sn)
+
+	forged, _ := signedRITMHook(r.SysID)
+	forged.Header.Set("X-Signature", base64.StdEncoding.EncodeToString([]byte("forged-signature-000000000000000")))
+	if code := post(t, d.base+"/webhooks/servicenow", forged); code != http.StatusUnauthorized {
+		t.Fatalf("forged delivery answered %d", code)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got, _ := e.sn.RITM(r.SysID); got.State != "1" || e.cg.CountCalls("CreateRepo") != 0 {
+		t.Fatal("a forged delivery changed something")
+	}
+
+	req, _ := signedRITMHook(r.SysID)
+	start := time.Now()
+	if code := post(t, d.base+"/webhooks/servicenow", req); code != http.StatusAccepted {
+		t.Fatalf("signed delivery answered %d", code)
+	}
+	waitFor(t, 5*time.Second, func() bool { got, _ := e.sn.RITM(r.SysID); return got.State == "3" })
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("webhook to closed took %s, want under 1s", took)
+	}
+	if n := countLists(e.sn); n != lists {
+		t.Errorf("the RITM was found by polling (%d listings), not by the webhook", n-lists)
+	}
+	// Replaying the same delivery changes nothing.
+	again, _ := signedRITMHook(r.SysID)
+	post(t, d.base+"/webhooks/servicenow", again)
+	time.Sleep(200 * time.Millisecond)
+	if n := len(e.sn.Journal(r.SysID)); n != 1 || e.cg.CountCalls("CreateRepo") != 1 {
+		t.Errorf("after a replay: %d notes, %d CreateRepo", n, e.cg.CountCalls("CreateRepo"))
+	}
+	_, metricsText := d.get(t, "/metrics")
+	for _, want := range []string{`bridge_tickets_total{decision="reported",source="servicenow"} 1`, `bridge_webhook_deliveries_total{endpoint="servicenow",result="bad_signature"} 1`} {
+		if !strings.Contains(metricsText, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(metricsText, snPass) || strings.Contains(metricsText, cgTok) || strings.Contains(metricsText, hookSecret) {
+		t.Error("/metrics leaks a secret")
+	}
+}
+
+// /readyz fails while ServiceNow refuses the credentials, and recovers.
+func TestRunReadiness(t *testing.T) {
+	e := newEnv(t)
+	e.sn.InjectFault(snfake.Fault{Status: 401, Times: 1 << 20})
+	d := startDaemon(t, e, "")
+	code, body := d.get(t, "/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "servicenow") {
+		t.Fatalf("/readyz = %d %q while ServiceNow answers 401", code, body)
+	}
+	e.sn.ClearFaults()
+	waitFor(t, 10*time.Second, func() bool { c, _ := d.get(t, "/readyz"); return c == http.StatusOK })
+}
+
+// SIGTERM in the middle of a pass loses nothing: what was cut short is
+// finished by the next run, each ticket with exactly one note.
+func TestRunSIGTERMMidPass(t *testing.T) {
+	e := newEnv(t)
+	var ids []string
+	for i := 0; i < 40; i++ {
+		ids = append(ids, e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "python"}}).SysID)
+	}
+	e.sn.InjectFault(snfake.Fault{Method: "PATCH", Delay: 100 * time.Millisecond, Times: 1 << 20})
+	d := startDaemon(t, e, "")
+	waitFor(t, 10*time.Second, func() bool { return e.cg.CountCalls("CreateRepo") >= 5 })
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.exited:
+		if err != nil {
+			t.Fatalf("bridge run exited with %v\n%s", err, d.stderr.String())
+		}
+		d.exited <- err // for the cleanup
+	case <-time.After(40 * time.Second):
+		t.Fatal("bridge run did not stop within the grace period")
+	}
+	e.sn.ClearFaults()
+	if _, stderr, code := run(t, []string{"SN_PASSWORD=" + snPass}, "sync", "--config", e.config); code != 0 {
+		t.Fatalf("sync after restart: %s", stderr)
+	}
+	for _, id := range ids {
+		r, _ := e.sn.RITM(id)
+		if n := len(e.sn.Journal(id)); r.State != "3" || n != 1 {
+			t.Errorf("RITM %s: state %s, %d notes", r.Number, r.State, n)
+		}
+	}
+}
+
+func post(t *testing.T, url string, req *http.Request) int {
+	t.Helper()
+	u, _ := neturl.Parse(url)
+	req.URL = u
+	req.Host = u.Host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func countLists(sn *snfake.Server) int {
+	n := 0
+	for _, r := range sn.Requests() {
+		if r.Method == "GET" && strings.Contains(r.RawQuery, "approval%3Dapproved") {
+			n++
+		}
+	}
+	return n
 }

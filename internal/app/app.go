@@ -8,14 +8,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"sort"
+	stdsync "sync"
+	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
 
 	"github.com/chainguard-dev/image-request-bridge/connectors/jira"
 	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
 	"github.com/chainguard-dev/image-request-bridge/internal/chainguard"
 	"github.com/chainguard-dev/image-request-bridge/internal/config"
+	"github.com/chainguard-dev/image-request-bridge/internal/metrics"
 	"github.com/chainguard-dev/image-request-bridge/internal/store"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
@@ -38,6 +44,10 @@ type App struct {
 	Sources []isync.Source
 	Engine  *isync.Engine
 	Log     zerolog.Logger
+
+	readyMu  stdsync.Mutex
+	readyAt  time.Time
+	readyErr error
 }
 
 // Options adjust Build.
@@ -46,6 +56,8 @@ type Options struct {
 	Only string
 	// Observer is passed to the engine.
 	Observer func(isync.Event)
+	// Metrics, when set, counts upstream calls and engine events.
+	Metrics *metrics.Metrics
 }
 
 // Build opens the store, dials Chainguard and builds the enabled sources. It
@@ -56,14 +68,14 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 		return nil, fmt.Errorf("unknown source %q: want servicenow or jira", o.Only)
 	}
 	if cfg.ServiceNow.Enabled && (o.Only == "" || o.Only == servicenow.Name) {
-		src, err := NewServiceNow(cfg.ServiceNow, log)
+		src, err := NewServiceNow(cfg.ServiceNow, log, wrapper(o.Metrics, servicenow.Name))
 		if err != nil {
 			return nil, err
 		}
 		a.Sources = append(a.Sources, src)
 	}
 	if cfg.Jira.Enabled && (o.Only == "" || o.Only == jira.Name) {
-		src, err := NewJira(cfg.Jira, log)
+		src, err := NewJira(cfg.Jira, log, wrapper(o.Metrics, jira.Name))
 		if err != nil {
 			return nil, err
 		}
@@ -82,14 +94,24 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 	}
 	a.Store = st
 
-	prov, err := chainguard.New(ctx, chainguard.Options{
-		APIURL:   cfg.Chainguard.APIURL,
-		OrgID:    cfg.Chainguard.OrgID,
-		OrgName:  cfg.Chainguard.OrgName,
-		Token:    cfg.Chainguard.Token.Reveal(),
-		Mode:     cfg.Chainguard.Provision,
-		Registry: cfg.Chainguard.Registry,
-	})
+	co := chainguard.Options{
+		APIURL:            cfg.Chainguard.APIURL,
+		OrgID:             cfg.Chainguard.OrgID,
+		OrgName:           cfg.Chainguard.OrgName,
+		TokenFile:         cfg.Chainguard.TokenFile,
+		Identity:          cfg.Chainguard.Identity,
+		IdentityTokenFile: cfg.Chainguard.IdentityTokenFile,
+		Issuer:            cfg.Chainguard.Issuer,
+		Mode:              cfg.Chainguard.Provision,
+		Registry:          cfg.Chainguard.Registry,
+	}
+	if cfg.Chainguard.TokenFile == "" && cfg.Chainguard.Identity == "" {
+		co.Token = cfg.Chainguard.Token.Reveal()
+	}
+	if o.Metrics != nil {
+		co.DialOptions = []grpc.DialOption{grpc.WithChainUnaryInterceptor(o.Metrics.UnaryClientInterceptor("chainguard"))}
+	}
+	prov, err := chainguard.New(ctx, co)
 	if err != nil {
 		_ = st.Close()
 		return nil, fmt.Errorf("chainguard: %w", err)
@@ -100,6 +122,16 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 	if instance == "" {
 		instance, _ = os.Hostname()
 	}
+	observer := o.Observer
+	if o.Metrics != nil {
+		m, next := o.Metrics, o.Observer
+		observer = func(ev isync.Event) {
+			m.Observe(ev)
+			if next != nil {
+				next(ev)
+			}
+		}
+	}
 	a.Engine = isync.New(st, prov, a.Sources, isync.Options{
 		Instance:    instance,
 		Version:     Version,
@@ -108,13 +140,13 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 		BackoffMin:  cfg.Bridge.Backoff.Min,
 		BackoffMax:  cfg.Bridge.Backoff.Max,
 		Logger:      log,
-		Observer:    o.Observer,
+		Observer:    observer,
 	})
 	return a, nil
 }
 
 // NewServiceNow builds the ServiceNow source from its config section.
-func NewServiceNow(c config.ServiceNow, log zerolog.Logger) (*servicenow.Source, error) {
+func NewServiceNow(c config.ServiceNow, log zerolog.Logger, wrap func(http.RoundTripper) http.RoundTripper) (*servicenow.Source, error) {
 	return servicenow.New(servicenow.Options{
 		InstanceURL: c.InstanceURL,
 		Auth: servicenow.Auth{
@@ -133,11 +165,12 @@ func NewServiceNow(c config.ServiceNow, log zerolog.Logger) (*servicenow.Source,
 		PageSize:              c.PageSize,
 		Timeout:               c.Timeout,
 		Logger:                log,
+		WrapTransport:         wrap,
 	})
 }
 
 // NewJira builds the Jira source from its config section.
-func NewJira(c config.Jira, log zerolog.Logger) (*jira.Source, error) {
+func NewJira(c config.Jira, log zerolog.Logger, wrap func(http.RoundTripper) http.RoundTripper) (*jira.Source, error) {
 	return jira.New(jira.Options{
 		URL:                c.URL,
 		Deployment:         c.Deployment,
@@ -152,8 +185,48 @@ func NewJira(c config.Jira, log zerolog.Logger) (*jira.Source, error) {
 		PageSize:           c.PageSize,
 		Timeout:            c.Timeout,
 		Logger:             log,
+		WrapTransport:      wrap,
 	})
 }
+
+// wrapper returns the metrics transport wrapper for upstream, or nil.
+func wrapper(m *metrics.Metrics, upstream string) func(http.RoundTripper) http.RoundTripper {
+	if m == nil {
+		return nil
+	}
+	return func(next http.RoundTripper) http.RoundTripper { return m.RoundTripper(upstream, next) }
+}
+
+// Ready checks, at most every readyTTL, that the store answers and that every
+// enabled source and Chainguard accept the bridge's credentials. It is what
+// /readyz reports: a bridge that cannot authenticate is not ready.
+func (a *App) Ready(ctx context.Context) error {
+	a.readyMu.Lock()
+	defer a.readyMu.Unlock()
+	if time.Since(a.readyAt) < readyTTL {
+		return a.readyErr
+	}
+	var errs []error
+	if err := a.Store.Ping(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("state store: %w", err))
+	}
+	checks := a.Checks()
+	names := make([]string, 0, len(checks))
+	for n := range checks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := checks[n].Check(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n, err))
+		}
+	}
+	a.readyErr, a.readyAt = errors.Join(errs...), time.Now()
+	return a.readyErr
+}
+
+// readyTTL keeps probes from hammering the upstreams.
+const readyTTL = 2 * time.Second
 
 // Checks returns the components to check online, by name.
 func (a *App) Checks() map[string]Checker {

@@ -19,6 +19,9 @@ const (
 	CauseQuota            = "chainguard:quota"
 	CausePrecondition     = "chainguard:precondition"
 	CauseUnsupported      = "chainguard:unsupported"
+	// CauseCredentials: the bridge cannot obtain a token at all (a token
+	// file it cannot read, an identity token the issuer refuses).
+	CauseCredentials = "chainguard:credentials"
 )
 
 // capabilities names what each call needs, for PERMISSION_DENIED reasons.
@@ -36,6 +39,13 @@ func (p *Provisioner) classify(op, subject string, err error) error {
 	wrapped := fmt.Errorf("chainguard %s %s: %w", op, subject, err)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return isync.Retryable(wrapped)
+	}
+	var ce *credError
+	if errors.As(err, &ce) {
+		if ce.transient {
+			return isync.Retryable(wrapped)
+		}
+		return isync.Blocked(CauseCredentials, "Chainguard credentials: "+ce.reason, wrapped)
 	}
 	st := status.Convert(err)
 	switch st.Code() {

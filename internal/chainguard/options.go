@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"google.golang.org/grpc"
 )
 
 // Provisioning modes (Options.Mode).
@@ -24,9 +25,27 @@ const (
 	DefaultRegistry   = "cgr.dev"
 	DefaultPlanTTL    = 5 * time.Minute
 	DefaultCatalogTTL = time.Hour
+	// DefaultIssuer is Chainguard's token issuer, whose security token
+	// service exchanges an identity token for an API token.
+	DefaultIssuer = "https://issuer.enforce.dev"
 )
 
 // Options configure a Provisioner.
+//
+// The API credential is exactly one of:
+//   - Token: a static API token, used as is until it expires (about an hour
+//     for `chainctl auth token`);
+//   - TokenFile: a file holding a static API token, re-read when it changes
+//     (its size, modification time or identity, checked at most every
+//     TokenFileCheckInterval) and after the API rejects the token, so a
+//     rotating Kubernetes Secret or a cron job running `chainctl auth token`
+//     keeps the bridge authenticated without a restart;
+//   - Identity and IdentityTokenFile: an assumed identity. The OIDC token in
+//     IdentityTokenFile (e.g. a projected service account token), read anew at
+//     each exchange, is exchanged at Issuer's security token service for an
+//     API token of Identity with audience APIURL. That token is cached until
+//     shortly before it expires and exchanged again then, or at once when the
+//     API rejects it.
 type Options struct {
 	APIURL   string        // https://console-api.enforce.dev; http only to a loopback address (tests, demo)
 	OrgID    string        // the organization's UIDP (40 hex digits)
@@ -38,7 +57,35 @@ type Options struct {
 	// CatalogTTL is how long the catalog listing used for "did you mean"
 	// suggestions is cached, default DefaultCatalogTTL.
 	CatalogTTL time.Duration
+
+	// TokenFile is the path of a file holding the API token (one line; the
+	// surrounding white space is ignored).
+	TokenFile string
+	// Identity is the UIDP of the Chainguard identity to assume
+	// (`chainctl iam identities create ... --identity-issuer ... --subject ...`).
+	Identity string
+	// IdentityTokenFile is the path of the OIDC token file the identity is
+	// assumed with; its issuer and subject must match the identity's.
+	IdentityTokenFile string
+	// Issuer is the URL of Chainguard's issuer, whose STS exchanges the
+	// identity token; default DefaultIssuer. https, or http to a loopback
+	// address only.
+	Issuer string
+
+	// DialOptions are added to the API connection's dial options, after the
+	// SDK's defaults. Unary interceptors given here (metrics, say) wrap the
+	// bridge's own: they see each call once, with its final outcome, after
+	// any retry with a fresh token.
+	DialOptions []grpc.DialOption
+
+	now func() time.Time // the credential's clock; tests set it
 }
+
+// TokenFileCheckInterval is how often, at most, Options.TokenFile is checked
+// for a change.
+const TokenFileCheckInterval = 5 * time.Second
+
+var identityPattern = regexp.MustCompile(`^[0-9a-f]{40}(/[0-9a-f]{16})+$`)
 
 var orgIDPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
@@ -56,15 +103,21 @@ func (o Options) withDefaults() Options {
 	if o.CatalogTTL <= 0 {
 		o.CatalogTTL = DefaultCatalogTTL
 	}
+	if o.Issuer == "" {
+		o.Issuer = DefaultIssuer
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
 	return o
 }
 
-// Validate checks the options without contacting the API. Its errors never
-// contain the token.
+// Validate checks the options without contacting the API or reading the
+// token files. Its errors never contain the token.
 func (o Options) Validate() error {
 	o = o.withDefaults()
 	var errs []error
-	if err := validateAPIURL(o.APIURL); err != nil {
+	if err := validateURL("api_url", o.APIURL, "https://console-api.enforce.dev"); err != nil {
 		errs = append(errs, err)
 	}
 	if !orgIDPattern.MatchString(o.OrgID) {
@@ -78,9 +131,7 @@ func (o Options) Validate() error {
 	} else if _, err := name.NewRepository(o.Registry+"/"+o.OrgName+"/image", name.StrictValidation); err != nil {
 		errs = append(errs, fmt.Errorf("chainguard org_name %q is not a valid registry path segment", o.OrgName))
 	}
-	if strings.TrimSpace(o.Token) == "" {
-		errs = append(errs, errors.New("chainguard token is empty"))
-	}
+	errs = append(errs, o.validateCredential()...)
 	switch o.Mode {
 	case ModeAuto, ModeRepo, ModeEntitlement:
 	default:
@@ -89,27 +140,74 @@ func (o Options) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validateAPIURL accepts https URLs, and http ones to a loopback address only:
-// the token would otherwise cross the network in clear text. It never echoes
-// a URL that carries credentials.
-func validateAPIURL(raw string) error {
+// validateCredential checks that exactly one credential is configured.
+func (o Options) validateCredential() []error {
+	var set []string
+	if strings.TrimSpace(o.Token) != "" {
+		set = append(set, "token")
+	}
+	if o.TokenFile != "" {
+		set = append(set, "token_file")
+	}
+	if o.Identity != "" {
+		set = append(set, "identity")
+	}
+	var errs []error
+	switch {
+	case len(set) == 0 && o.IdentityTokenFile != "":
+		errs = append(errs, errors.New("chainguard identity is empty: identity_token_file is used with identity, the UIDP of the identity to assume"))
+	case len(set) == 0:
+		errs = append(errs, errors.New("chainguard token is empty: set one of token, token_file, or identity with identity_token_file"))
+	case len(set) > 1:
+		errs = append(errs, fmt.Errorf("chainguard credentials: set only one of token, token_file and identity (%s are set)", strings.Join(set, " and ")))
+	}
+	if o.TokenFile != "" && strings.TrimSpace(o.TokenFile) == "" {
+		errs = append(errs, errors.New("chainguard token_file is blank"))
+	}
+	if o.Identity != "" {
+		if !identityPattern.MatchString(o.Identity) {
+			errs = append(errs, fmt.Errorf("chainguard identity %q must be the UIDP of the identity to assume: its organization's 40 hex digits, then /16 hex digits per level (chainctl iam identities list)", o.Identity))
+		}
+		if strings.TrimSpace(o.IdentityTokenFile) == "" {
+			errs = append(errs, errors.New("chainguard identity_token_file is empty: an assumed identity needs the OIDC token file it is assumed with (e.g. a projected service account token)"))
+		}
+		if err := validateURL("issuer", o.Issuer, DefaultIssuer); err != nil {
+			errs = append(errs, err)
+		}
+	} else if o.IdentityTokenFile != "" && len(set) > 0 {
+		errs = append(errs, errors.New("chainguard identity_token_file is only used with identity"))
+	}
+	return errs
+}
+
+// validateURL checks the URL of key: https, or http to a loopback address
+// only, since a token would otherwise cross the network in clear text. It
+// never echoes a URL that carries credentials.
+func validateURL(key, raw, example string) error {
 	u, err := url.Parse(raw)
 	switch {
 	case raw == "":
-		return errors.New("chainguard api_url is empty (e.g. https://console-api.enforce.dev)")
+		return fmt.Errorf("chainguard %s is empty (e.g. %s)", key, example)
 	case err != nil || u.Host == "" || u.Hostname() == "":
-		return errors.New("chainguard api_url must be a URL such as https://console-api.enforce.dev")
+		return fmt.Errorf("chainguard %s must be a URL such as %s", key, example)
 	case u.User != nil:
-		return errors.New("chainguard api_url must not contain credentials: set the token instead")
+		return fmt.Errorf("chainguard %s must not contain credentials: set the token instead", key)
 	case u.Scheme == "https":
 		return nil
 	case u.Scheme == "http" && isLoopback(u.Hostname()):
 		return nil
 	case u.Scheme == "http":
-		return fmt.Errorf("chainguard api_url %q: plain http is only allowed to a loopback address; use https", u.Redacted())
+		return fmt.Errorf("chainguard %s %q: plain http is only allowed to a loopback address; use https", key, u.Redacted())
 	default:
-		return fmt.Errorf("chainguard api_url %q must start with https://", u.Redacted())
+		return fmt.Errorf("chainguard %s %q must start with https://", key, u.Redacted())
 	}
+}
+
+// plaintextLoopback reports whether raw is an http URL to a loopback address,
+// the only kind reached without TLS.
+func plaintextLoopback(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "http" && isLoopback(u.Hostname())
 }
 
 func isLoopback(host string) bool {
@@ -121,14 +219,14 @@ func isLoopback(host string) bool {
 }
 
 // String describes the options with the token redacted, so that printing them
-// never leaks it.
+// never leaks it. The token files are shown by path.
 func (o Options) String() string {
 	tok := "<empty>"
 	if o.Token != "" {
 		tok = "<redacted>"
 	}
-	return fmt.Sprintf("{APIURL:%s OrgID:%s OrgName:%s Token:%s Mode:%s Registry:%s PlanTTL:%s CatalogTTL:%s}",
-		o.APIURL, o.OrgID, o.OrgName, tok, o.Mode, o.Registry, o.PlanTTL, o.CatalogTTL)
+	return fmt.Sprintf("{APIURL:%s OrgID:%s OrgName:%s Token:%s TokenFile:%s Identity:%s IdentityTokenFile:%s Issuer:%s Mode:%s Registry:%s PlanTTL:%s CatalogTTL:%s DialOptions:%d}",
+		o.APIURL, o.OrgID, o.OrgName, tok, o.TokenFile, o.Identity, o.IdentityTokenFile, o.Issuer, o.Mode, o.Registry, o.PlanTTL, o.CatalogTTL, len(o.DialOptions))
 }
 
 // GoString is String, for %#v.

@@ -19,15 +19,19 @@ package chainguard
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	delegate "chainguard.dev/go-grpc-kit/pkg/options"
 	common "chainguard.dev/sdk/proto/platform/common/v1"
 	registry "chainguard.dev/sdk/proto/platform/registry/v1"
 	"github.com/google/go-containerregistry/pkg/name"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -60,19 +64,41 @@ type Provisioner struct {
 
 var _ isync.Provisioner = (*Provisioner)(nil)
 
-// New validates o and connects to the Chainguard API with the static token
-// o.Token. The connection is made lazily: New does not contact the API (see
-// Check).
-func New(ctx context.Context, o Options) (*Provisioner, error) {
+// New validates o and connects to the Chainguard API with the credential o
+// describes (see Options). The connection is made lazily: New neither
+// contacts the API nor reads the token files (see Check).
+//
+// The connection has the SDK's dial options (go-grpc-kit's GRPCOptions, as
+// registry.NewClients), then o.DialOptions, then the bridge's credential and
+// its interceptor, which retries a call once with a fresh token when the API
+// answers UNAUTHENTICATED.
+func New(_ context.Context, o Options) (*Provisioner, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := registry.NewClients(ctx, o.APIURL, o.Token)
-	if err != nil {
-		return nil, fmt.Errorf("chainguard: connect to %s: %w", o.APIURL, err)
+	o = o.withDefaults()
+	u, err := url.Parse(o.APIURL)
+	if err != nil { // Validate parsed it
+		return nil, errors.New("chainguard api_url must be a URL")
 	}
-	return NewWithClients(c, o), nil
+	cred := newCredential(o)
+	target, opts := delegate.GRPCOptions(*u)
+	opts = append(opts, o.DialOptions...)
+	opts = append(opts, grpc.WithPerRPCCredentials(cred), grpc.WithChainUnaryInterceptor(cred.intercept))
+	conn, err := grpc.NewClient(target, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("chainguard: connect to %s: %w", u.Redacted(), err)
+	}
+	return NewWithClients(ownedClients{Clients: registry.NewClientsFromConnection(conn), conn: conn}, o), nil
 }
+
+// ownedClients are clients over a connection they own: Close closes it.
+type ownedClients struct {
+	registry.Clients
+	conn *grpc.ClientConn
+}
+
+func (c ownedClients) Close() error { return c.conn.Close() }
 
 // NewWithClients makes a Provisioner over existing clients, filling o's
 // defaults; it does not validate o (see Options.Validate). The Provisioner

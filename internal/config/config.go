@@ -35,6 +35,7 @@ const (
 	DefaultStateDriver       = "sqlite"
 	DefaultStateDSN          = "bridge.db"
 	DefaultChainguardAPIURL  = "https://console-api.enforce.dev"
+	DefaultChainguardIssuer  = "https://issuer.enforce.dev"
 	DefaultProvision         = ProvisionAuto
 	DefaultRegistry          = "cgr.dev"
 	DefaultSchedule          = "@every 1m"
@@ -118,14 +119,30 @@ type State struct {
 }
 
 // Chainguard configures the Chainguard platform API.
+//
+// The bridge authenticates with exactly one of: token (a static API token),
+// token_file (a file holding one, which the bridge re-reads when it changes:
+// Load reads it into Token for validation, and leaves TokenFile set, resolved
+// against the configuration's directory, for the provisioner to re-read), or
+// identity with identity_token_file (an assumed identity: the OIDC token in
+// the file is exchanged at issuer for API tokens).
 type Chainguard struct {
 	APIURL    string        `yaml:"api_url"`
 	OrgID     string        `yaml:"org_id"`   // organization UIDP: 40 lowercase hex
 	OrgName   string        `yaml:"org_name"` // as in cgr.dev/<org_name>/...
 	Token     secret.Secret `yaml:"token,omitempty"`
 	TokenFile string        `yaml:"token_file,omitempty"`
-	Provision string        `yaml:"provision"` // auto | repo | entitlement
-	Registry  string        `yaml:"registry"`  // default cgr.dev
+	// Identity is the UIDP of the identity to assume.
+	Identity string `yaml:"identity,omitempty"`
+	// IdentityTokenFile holds the OIDC token the identity is assumed with,
+	// such as a projected Kubernetes service account token. Load resolves it
+	// against the configuration's directory and checks that it can be read.
+	IdentityTokenFile string `yaml:"identity_token_file,omitempty"`
+	// Issuer is Chainguard's token issuer (default
+	// https://issuer.enforce.dev).
+	Issuer    string `yaml:"issuer"`
+	Provision string `yaml:"provision"` // auto | repo | entitlement
+	Registry  string `yaml:"registry"`  // default cgr.dev
 }
 
 // ServiceNow configures the ServiceNow source.
@@ -282,6 +299,7 @@ func (c *Config) ApplyDefaults() {
 
 	cg := &c.Chainguard
 	setDefault(&cg.APIURL, DefaultChainguardAPIURL)
+	setDefault(&cg.Issuer, DefaultChainguardIssuer)
 	setDefault(&cg.Provision, DefaultProvision)
 	setDefault(&cg.Registry, DefaultRegistry)
 

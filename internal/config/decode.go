@@ -150,6 +150,7 @@ func parse(data []byte, filename string, lookup func(string) (string, bool)) (*C
 	}
 
 	d.readSecretFiles(cfg, filepath.Dir(filename))
+	d.checkIdentityTokenFile(cfg, filepath.Dir(filename))
 	cfg.ApplyDefaults()
 
 	errs := make([]error, 0, len(d.errs))
@@ -624,21 +625,45 @@ func (d *decoder) readSecretFiles(c *Config, base string) {
 			d.failed[fileKey] = true
 			continue
 		}
-		p := *r.file
-		if !filepath.IsAbs(p) && base != "" {
-			p = filepath.Join(base, p)
-		}
+		p := resolve(*r.file, base)
 		v, err := readSecretFile(p)
 		if err != nil {
 			d.fail(line, fileKey, "%v", err)
 			d.failed[r.path] = true
 			continue
 		}
+		// Keep the resolved path: chainguard.token_file is read again
+		// while the bridge runs, from whatever directory it runs in.
+		*r.file = p
 		*r.val = secret.New(v)
 		if c.fromFile == nil {
 			c.fromFile = map[string]bool{}
 		}
 		c.fromFile[r.path] = true
+	}
+}
+
+// resolve makes a relative path relative to base, the configuration's
+// directory.
+func resolve(p, base string) string {
+	if !filepath.IsAbs(p) && base != "" {
+		return filepath.Join(base, p)
+	}
+	return p
+}
+
+// checkIdentityTokenFile resolves chainguard.identity_token_file and checks
+// that it can be read now. The token itself is not kept: it is short-lived
+// and the bridge reads the file again at each exchange.
+func (d *decoder) checkIdentityTokenFile(c *Config, base string) {
+	cg := &c.Chainguard
+	if cg.IdentityTokenFile == "" {
+		return
+	}
+	cg.IdentityTokenFile = resolve(cg.IdentityTokenFile, base)
+	if _, err := readSecretFile(cg.IdentityTokenFile); err != nil {
+		const key = "chainguard.identity_token_file"
+		d.fail(d.lines[key], key, "%v", err)
 	}
 }
 

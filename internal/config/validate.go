@@ -147,11 +147,57 @@ func (k *checker) chainguard() {
 	case !orgNamePattern.MatchString(cg.OrgName):
 		k.add("chainguard.org_name", "must be the organization name as it appears in cgr.dev/<org_name>/<image>: lowercase letters, digits, '.', '_' and '-'")
 	}
-	k.secret("chainguard.token", cg.Token)
-	k.token("chainguard.token", cg.Token)
+	k.chainguardCredential()
+	if k.url("chainguard.issuer", cg.Issuer) {
+		if u, _ := url.Parse(cg.Issuer); strings.EqualFold(u.Hostname(), "localhost") {
+			k.add("chainguard.issuer", "use 127.0.0.1 instead of localhost (the Chainguard client cannot dial localhost)")
+		}
+	}
 	k.oneOf("chainguard.provision", cg.Provision, ProvisionAuto, ProvisionRepo, ProvisionEntitlement)
 	if !registryPattern.MatchString(cg.Registry) {
 		k.add("chainguard.registry", "must be a registry host name such as cgr.dev (no scheme, no path)")
+	}
+}
+
+// identityPattern matches the UIDP of an identity: its organization's UID,
+// then one 16-hex-digit segment per level.
+var identityPattern = regexp.MustCompile(`^[0-9a-f]{40}(/[0-9a-f]{16})+$`)
+
+// chainguardCredential checks that exactly one of token, token_file and
+// identity (with identity_token_file) is set. A token read from token_file
+// counts as token_file.
+func (k *checker) chainguardCredential() {
+	cg := k.c.Chainguard
+	var set []string
+	if !cg.Token.IsZero() && cg.TokenFile == "" {
+		set = append(set, "chainguard.token")
+	}
+	if cg.TokenFile != "" {
+		set = append(set, "chainguard.token_file")
+	}
+	if cg.Identity != "" {
+		set = append(set, "chainguard.identity")
+	}
+	switch {
+	case len(set) == 0 && cg.IdentityTokenFile != "":
+		k.add("chainguard.identity", "required with chainguard.identity_token_file: the UIDP of the identity to assume (chainctl iam identities list)")
+	case len(set) == 0:
+		k.add("chainguard.token", "required: set chainguard.token, chainguard.token_file (a file holding it), or chainguard.identity with chainguard.identity_token_file (an assumed identity)")
+	case len(set) > 1:
+		k.add(set[len(set)-1], "set only one of chainguard.token, chainguard.token_file and chainguard.identity (%s are set)", strings.Join(set, " and "))
+	}
+	if !cg.Token.IsZero() {
+		k.token("chainguard.token", cg.Token)
+	}
+	if cg.Identity != "" {
+		if !identityPattern.MatchString(cg.Identity) {
+			k.add("chainguard.identity", "must be the UIDP of the identity to assume: the organization's 40 lowercase hex characters, then /16 hex characters per level (chainctl iam identities list)")
+		}
+		if cg.IdentityTokenFile == "" {
+			k.add("chainguard.identity_token_file", "required with chainguard.identity: the file holding the OIDC token the identity is assumed with, such as a projected service account token")
+		}
+	} else if cg.IdentityTokenFile != "" && len(set) > 0 {
+		k.add("chainguard.identity_token_file", "only used with chainguard.identity: remove it, or set chainguard.identity instead of %s", set[0])
 	}
 }
 

@@ -181,6 +181,15 @@ func (s *SQLite) wrapOpen(err error) error {
 // Close closes the store.
 func (s *SQLite) Close() error { return s.db.Close() }
 
+// Ping checks that the database answers a query (readiness).
+func (s *SQLite) Ping(ctx context.Context) error {
+	var n int
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
+		return fmt.Errorf("store %s: %w", s.path, err)
+	}
+	return nil
+}
+
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 

@@ -1,13 +1,20 @@
 // Package chainguard is an in-process fake of the Chainguard platform's
-// Registry and Entitlements gRPC services, faithful enough to exercise the
-// bridge's provisioning end to end with the real SDK client
-// (registry.NewClients). Tests and the `bridge demo` command use it.
+// Registry and Entitlements gRPC services and of its security token service
+// (STS), faithful enough to exercise the bridge's provisioning end to end with
+// the real SDK clients (registry.NewClients, sts.New). Tests and the `bridge
+// demo` command use it.
 //
 // The fake models one customer organization: its registry repositories, its
 // entitlement plan (CATALOG, PER_IMAGE or STARTER) with per-tier quotas, the
 // 2,500-repository cap, and the public catalog. Every RPC checks the token and
 // the organization scope the way the real API does, and is recorded in a call
 // log. Errors can be injected per method to exercise retry and blocking paths.
+//
+// Registry and Entitlements calls accept the static token (WithToken) and the
+// access tokens the STS issued, until they expire by the fake's clock
+// (WithTokenTTL, WithClock) or are revoked (RevokeTokens). The STS's Exchange
+// is served on the same address, so sts.New(srv.Addr(), audience) reaches it:
+// it accepts one OIDC token (WithOIDCToken) for one identity (WithIdentity).
 //
 // Differences from the real API worth knowing:
 //   - AddEntitlementImages creates the organization's repository itself, after
@@ -16,7 +23,9 @@
 //   - A repository's tags are its catalog image's active tags; they appear
 //     WithSyncDelay after the repository is created.
 //   - Only the RPCs the bridge uses are implemented; the others answer
-//     UNIMPLEMENTED.
+//     UNIMPLEMENTED (ExchangeRefreshToken among them).
+//   - Exchange checks the OIDC token by value, not as a signed JWT of an
+//     issuer and subject the identity trusts; issued tokens are opaque.
 package chainguard
 
 import (
@@ -24,14 +33,15 @@ import (
 	"crypto/subtle"
 	"net"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	oidc "chainguard.dev/sdk/proto/platform/oidc/v1"
 	registry "chainguard.dev/sdk/proto/platform/registry/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
@@ -62,6 +72,10 @@ type Server struct {
 	maxRepos    int
 	syncDelay   time.Duration
 	now         func() time.Time
+	oidcToken   string
+	identity    string
+	tokenTTL    time.Duration
+	issued      map[string]issuedToken // access tokens from Exchange
 
 	repos    []*registry.Repo          // the organization's repositories, in creation order
 	entitled []*registry.EntitledImage // PER_IMAGE / STARTER entitlements, in order
@@ -138,18 +152,27 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 // New starts a fake on a random port of 127.0.0.1.
 func New(opts ...Option) (*Server, error) {
 	s := &Server{
-		token:    DefaultToken,
-		orgID:    DefaultOrgID,
-		orgName:  DefaultOrgName,
-		plan:     registry.Plan_CATALOG,
-		catalog:  DefaultCatalog(),
-		maxRepos: DefaultMaxRepos,
-		now:      time.Now,
-		inject:   map[string]*injection{},
-		denied:   map[string]bool{},
+		token:     DefaultToken,
+		orgID:     DefaultOrgID,
+		orgName:   DefaultOrgName,
+		plan:      registry.Plan_CATALOG,
+		catalog:   DefaultCatalog(),
+		maxRepos:  DefaultMaxRepos,
+		now:       time.Now,
+		oidcToken: DefaultOIDCToken,
+		tokenTTL:  DefaultTokenTTL,
+		issued:    map[string]issuedToken{},
+		inject:    map[string]*injection{},
+		denied:    map[string]bool{},
 	}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.identity == "" {
+		s.identity = s.orgID + "/5eed1d3a7c0ffee1"
+	}
+	if s.tokenTTL <= 0 {
+		s.tokenTTL = DefaultTokenTTL
 	}
 	if s.quota == nil {
 		s.quota = map[registry.CatalogTier]int{registry.CatalogTier_BASE: 10, registry.CatalogTier_APPLICATION: 10}
@@ -171,19 +194,25 @@ func New(opts ...Option) (*Server, error) {
 	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.intercept))
 	registry.RegisterRegistryServer(s.grpc, &registryServer{s: s})
 	registry.RegisterEntitlementsServer(s.grpc, &entitlementsServer{s: s})
+	oidc.RegisterSecurityTokenServiceServer(s.grpc, &stsServer{s: s})
 	go func() { _ = s.grpc.Serve(lis) }()
 	return s, nil
 }
 
-// Addr is the API URL to give registry.NewClients: "http://127.0.0.1:PORT"
-// (plaintext gRPC).
+// Addr is the API URL to give registry.NewClients, and the issuer URL to give
+// sts.New: "http://127.0.0.1:PORT" (plaintext gRPC). Issued tokens are valid
+// for the audience Addr().
 func (s *Server) Addr() string { return "http://" + s.lis.Addr().String() }
 
 // Close stops the server, cutting open connections. It is idempotent.
 func (s *Server) Close() { s.closeOnce.Do(s.grpc.Stop) }
 
-// Token is the accepted token.
-func (s *Server) Token() string { return s.token }
+// Token is the accepted static token.
+func (s *Server) Token() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.token
+}
 
 // OrgID is the organization's UIDP.
 func (s *Server) OrgID() string { return s.orgID }
@@ -213,14 +242,19 @@ func (s *Server) DenyCapability(method string, deny bool) {
 }
 
 // intercept runs the checks every RPC shares, in the real API's order after
-// the injected failures: authentication, then capability. It records the call.
+// the injected failures: authentication (an OIDC token for the STS, an API
+// token for the rest), then capability. It records the call.
 func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	method := path.Base(info.FullMethod)
 	defer func() { s.record(method, req, status.Code(err)) }()
 	if err := s.injected(method); err != nil {
 		return nil, err
 	}
-	if err := s.authenticate(ctx); err != nil {
+	auth := s.authenticate
+	if strings.HasPrefix(info.FullMethod, stsPrefix) {
+		auth = s.authenticateOIDC
+	}
+	if err := auth(ctx); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -247,15 +281,26 @@ func (s *Server) injected(method string) error {
 	return status.Error(inj.code, inj.msg)
 }
 
+// authenticate accepts the static token, or an access token from Exchange
+// that has not expired, was not revoked and is meant for this API.
 func (s *Server) authenticate(ctx context.Context) error {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
-	if len(vals) == 0 || vals[0] == "" {
+	tok, ok := bearer(ctx)
+	if !ok {
 		return status.Error(codes.Unauthenticated, "missing authorization token")
 	}
-	tok := strings.TrimPrefix(vals[0], "Bearer ")
-	if subtle.ConstantTimeCompare([]byte(tok), []byte(s.token)) != 1 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(s.token)) == 1 {
+		return nil
+	}
+	it, ok := s.issued[tok]
+	switch {
+	case !ok:
 		return status.Error(codes.Unauthenticated, "invalid or expired token")
+	case !s.now().Before(it.expiry):
+		return status.Error(codes.Unauthenticated, "token expired")
+	case !slices.Contains(it.aud, s.Addr()):
+		return status.Errorf(codes.Unauthenticated, "the token's audience is not %s", s.Addr())
 	}
 	return nil
 }
