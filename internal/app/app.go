@@ -133,14 +133,17 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 		}
 	}
 	a.Engine = isync.New(st, prov, a.Sources, isync.Options{
-		Instance:    instance,
-		Version:     Version,
-		Concurrency: cfg.Bridge.Concurrency,
-		Lease:       cfg.Bridge.Lease,
-		BackoffMin:  cfg.Bridge.Backoff.Min,
-		BackoffMax:  cfg.Bridge.Backoff.Max,
-		Logger:      log,
-		Observer:    observer,
+		Instance:     instance,
+		Version:      Version,
+		Concurrency:  cfg.Bridge.Concurrency,
+		Lease:        cfg.Bridge.Lease,
+		BackoffMin:   cfg.Bridge.Backoff.Min,
+		BackoffMax:   cfg.Bridge.Backoff.Max,
+		CloseOnReady: cfg.Bridge.CloseOn == "ready",
+		ReadyPoll:    cfg.Bridge.ReadyPoll,
+		ReadyTimeout: cfg.Bridge.ReadyTimeout,
+		Logger:       log,
+		Observer:     observer,
 	})
 	return a, nil
 }

@@ -98,6 +98,16 @@ type Bridge struct {
 	Lease time.Duration `yaml:"lease"`
 	// Backoff bounds the delay between attempts on a ticket.
 	Backoff Backoff `yaml:"backoff"`
+	// CloseOn says when a provisioned ticket is closed: "provisioned" (at
+	// once, default) or "ready" (a first note when provisioned, a second that
+	// closes it once the requested tag can be pulled).
+	CloseOn string `yaml:"close_on"`
+	// ReadyTimeout: with close_on ready, how long to wait for the tag before
+	// closing the ticket with a timeout note (default 30m).
+	ReadyTimeout time.Duration `yaml:"ready_timeout"`
+	// ReadyPoll: with close_on ready, how often ListTags is asked when no
+	// Chainguard event has said the tag is there (default 1m).
+	ReadyPoll time.Duration `yaml:"ready_poll"`
 }
 
 // Backoff bounds an exponential backoff.
@@ -291,6 +301,13 @@ func (c *Config) ApplyDefaults() {
 	}
 	if b.Backoff.Max == 0 {
 		b.Backoff.Max = DefaultBackoffMax
+	}
+	setDefault(&b.CloseOn, "provisioned")
+	if b.ReadyTimeout == 0 {
+		b.ReadyTimeout = 30 * time.Minute
+	}
+	if b.ReadyPoll == 0 {
+		b.ReadyPoll = time.Minute
 	}
 	setDefault(&c.Log.Level, DefaultLogLevel)
 	setDefault(&c.Log.Format, DefaultLogFormat)

@@ -114,6 +114,13 @@ func (k *checker) bridge() {
 	if b.Backoff.Max < b.Backoff.Min {
 		k.add("bridge.backoff.max", "must not be shorter than bridge.backoff.min")
 	}
+	k.oneOf("bridge.close_on", b.CloseOn, "provisioned", "ready")
+	if b.ReadyTimeout < time.Minute {
+		k.add("bridge.ready_timeout", "must be at least 1m: images take a few minutes to sync")
+	}
+	if b.ReadyPoll < 5*time.Second || b.ReadyPoll > b.ReadyTimeout {
+		k.add("bridge.ready_poll", "must be between 5s and bridge.ready_timeout")
+	}
 }
 
 func (k *checker) log() {
