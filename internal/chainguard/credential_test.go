@@ -195,7 +195,8 @@ func TestIdentityRevokedTokenReexchanged(t *testing.T) {
 	for _, c := range srv.Calls() {
 		methods = append(methods, c.Method+":"+c.Code.String())
 	}
-	want := "Exchange:OK CreateRepo:OK CreateRepo:Unauthenticated Exchange:OK CreateRepo:OK"
+	// ListRepos: the catalog, read once (cached) to validate the request.
+	want := "Exchange:OK ListRepos:OK CreateRepo:OK CreateRepo:Unauthenticated Exchange:OK CreateRepo:OK"
 	if got := strings.Join(methods, " "); got != want {
 		t.Fatalf("calls = %s\nwant    %s", got, want)
 	}
@@ -445,7 +446,7 @@ func TestDialOptionsInterceptor(t *testing.T) {
 	provisionAll(t, p, "node")
 	mu.Lock()
 	defer mu.Unlock()
-	if got := strings.Join(seen, " "); got != "CreateRepo:OK CreateRepo:OK" {
+	if got := strings.Join(seen, " "); got != "ListRepos:OK CreateRepo:OK CreateRepo:OK" {
 		t.Fatalf("interceptor saw %s", got)
 	}
 }

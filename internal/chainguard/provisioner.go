@@ -59,7 +59,10 @@ type Provisioner struct {
 
 	catMu    sync.Mutex
 	catalog  []string
+	catRepos map[string]*registry.Repo // catalog repos by name: tier, active tags
 	catUntil time.Time
+
+	effective *registry.GetEffectiveEntitlementsResponse // with plan, under planMu
 }
 
 var _ isync.Provisioner = (*Provisioner)(nil)
@@ -136,7 +139,7 @@ func (p *Provisioner) fetchPlanLocked(ctx context.Context) (registry.Plan, error
 	if err != nil {
 		return 0, p.classify(opEffective, "organization "+p.opts.OrgID, err)
 	}
-	p.plan, p.planUntil = resp.GetPlan(), p.now().Add(p.opts.PlanTTL)
+	p.plan, p.effective, p.planUntil = resp.GetPlan(), resp, p.now().Add(p.opts.PlanTTL)
 	return p.plan, nil
 }
 
@@ -178,6 +181,9 @@ func (p *Provisioner) Provision(ctx context.Context, img isync.ImageRef) (isync.
 	}
 	method, err := p.method(ctx)
 	if err != nil {
+		return isync.Result{}, err
+	}
+	if err := p.validate(ctx, img); err != nil {
 		return isync.Result{}, err
 	}
 	var res isync.Result

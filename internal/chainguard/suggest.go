@@ -36,11 +36,13 @@ func (p *Provisioner) catalogNames(ctx context.Context) ([]string, error) {
 		return nil, p.classify(opListRepos, "catalog", err)
 	}
 	names := make([]string, 0, len(list.GetItems()))
+	repos := make(map[string]*registry.Repo, len(list.GetItems()))
 	for _, r := range list.GetItems() {
 		names = append(names, r.GetName())
+		repos[r.GetName()] = r
 	}
 	slices.Sort(names)
-	p.catalog, p.catUntil = slices.Compact(names), p.now().Add(p.opts.CatalogTTL)
+	p.catalog, p.catRepos, p.catUntil = slices.Compact(names), repos, p.now().Add(p.opts.CatalogTTL)
 	return p.catalog, nil
 }
 

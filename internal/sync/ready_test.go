@@ -51,8 +51,8 @@ func TestCloseOnReadyByPolling(t *testing.T) {
 
 // A tag that never appears: closed incomplete with a timeout note.
 func TestCloseOnReadyTimeout(t *testing.T) {
-	h := newHarness(t, harnessOpts{engineOpts: closeOnReady})
-	r := h.ritm("python:3.99-nonexistent", nil)
+	h := newHarness(t, harnessOpts{cgOpts: []cgfake.Option{cgfake.WithSyncDelay(10 * time.Hour)}, engineOpts: closeOnReady})
+	r := h.ritm("python:3.11", nil)
 	h.pass(h.engine())
 	for i := 0; i < 40; i++ {
 		h.clock.Add(time.Minute)

@@ -1,0 +1,76 @@
+package chainguard
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	registry "chainguard.dev/sdk/proto/platform/registry/v1"
+
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+)
+
+// validate checks img against the catalog and the organization's room before
+// anything is changed: the image is in the catalog (else a rejection with the
+// closest names), the tag is one of the catalog repository's active tags (else
+// a rejection naming some), and the organization's entitlements have room for
+// it (else blocked on quota). The catalog and entitlements come from caches
+// (CatalogTTL, PlanTTL), so this costs no call in steady state. When the
+// catalog cannot be read, the provisioning call itself is the judge.
+func (p *Provisioner) validate(ctx context.Context, img isync.ImageRef) error {
+	names, err := p.catalogNames(ctx)
+	if err != nil && isync.ClassOf(err) == isync.ClassRetryable {
+		return err
+	}
+	if err != nil || len(names) == 0 {
+		return nil // the catalog listing is refused: CreateRepo itself is the judge
+	}
+	if !slices.Contains(names, img.Name) {
+		return isync.Rejected(unknownReason(img.Name, names), nil)
+	}
+	p.catMu.Lock()
+	repo := p.catRepos[img.Name]
+	p.catMu.Unlock()
+	if tags := repo.GetActiveTags(); len(tags) > 0 && !slices.Contains(tags, img.Tag) {
+		return isync.Rejectedf("%s has no tag %s in the catalog; its tags include %s", img.Name, quote(img.Tag), tagSample(tags))
+	}
+	return p.room(repo)
+}
+
+// room reports, from the cached effective entitlements, whether the
+// organization can take one more image of repo's tier.
+func (p *Provisioner) room(repo *registry.Repo) error {
+	p.planMu.Lock()
+	eff := p.effective
+	p.planMu.Unlock()
+	if eff == nil {
+		return nil
+	}
+	for _, ai := range eff.GetActiveImages() {
+		if ai.GetName() == repo.GetName() {
+			return nil // already entitled: no room needed
+		}
+	}
+	tier := repo.GetCatalogTier().String()
+	if q, ok := eff.GetQuota()[tier]; ok && q.GetMax() >= 0 && q.GetCurrent() >= q.GetMax() {
+		return isync.Blocked(CauseQuota, fmt.Sprintf("the organization's %s tier quota is used up (%d of %d images); remove or swap one, or raise the quota", tier, q.GetCurrent(), q.GetMax()), nil)
+	}
+	// max_total_images: -1 is unlimited; 0 is read as "not reported".
+	if max := eff.GetMaxTotalImages(); max > 0 && eff.GetPlan() != registry.Plan_CATALOG && int32(len(eff.GetActiveImages())) >= max {
+		return isync.Blocked(CauseQuota, fmt.Sprintf("the organization's image quota is used up (%d of %d images); remove or swap one, or raise the plan", len(eff.GetActiveImages()), max), nil)
+	}
+	return nil
+}
+
+// tagSample names up to eight tags, the unversioned ones first.
+func tagSample(tags []string) string {
+	s := slices.Clone(tags)
+	slices.SortStableFunc(s, func(a, b string) int {
+		return strings.Compare(fmt.Sprint(!strings.HasPrefix(a, "latest")), fmt.Sprint(!strings.HasPrefix(b, "latest")))
+	})
+	if len(s) > 8 {
+		s = append(s[:8], "…")
+	}
+	return strings.Join(s, ", ")
+}
