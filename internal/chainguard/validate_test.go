@@ -38,7 +38,8 @@ func TestValidateRoom(t *testing.T) {
 	if res, err := p.Provision(ctx(t), ref("nginx", "latest-dev")); err != nil || !res.AlreadyPresent {
 		t.Fatalf("an entitled image with the quota full: %+v %v", res, err)
 	}
-	if _, err := p.Provision(ctx(t), ref("python", "latest")); err != nil {
-		t.Fatalf("another tier (BASE, no quota set): %v", err)
-	}
+	// The organization's total (max_total_images, here the sum of its tier
+	// quotas) is used up too.
+	_, err = p.Provision(ctx(t), ref("python", "latest"))
+	wantClass(t, err, isync.ClassBlocked, CauseQuota, "image quota is used up (1 of 1")
 }
