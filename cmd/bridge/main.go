@@ -39,7 +39,7 @@ ticket, closing it.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newSyncCmd(), newRunCmd(), newValidateCmd(), newDemoCmd(), newVersionCmd())
+	root.AddCommand(newSyncCmd(), newRunCmd(), newValidateCmd(), newStatusCmd(), newAuditCmd(), newReplayCmd(), newDemoCmd(), newVersionCmd())
 	return root
 }
 

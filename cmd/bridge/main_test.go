@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -458,4 +459,101 @@ func countLists(sn *snfake.Server) int {
 		}
 	}
 	return n
+}
+
+// --dry-run prints the plan and writes nothing upstream or in the store.
+func TestSyncDryRun(t *testing.T) {
+	e := newEnv(t)
+	e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "python:latest-dev"}})
+	e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "pythn"}})
+	e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "python:2.7"}})
+	dbPath := filepath.Join(filepath.Dir(e.config), "bridge.db")
+	stdout, stderr, code := run(t, []string{"SN_PASSWORD=" + snPass}, "sync", "--config", e.config, "--dry-run")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"Registry.CreateRepo python", "did you mean", `no tag "2.7"`, "nothing was written"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("plan lacks %q:\n%s", want, stdout)
+		}
+	}
+	for _, r := range e.sn.Requests() {
+		if r.Method != "GET" {
+			t.Errorf("dry run wrote to ServiceNow: %s %s", r.Method, r.Path)
+		}
+	}
+	for _, m := range []string{"CreateRepo", "AddEntitlementImages"} {
+		if n := e.cg.CountCalls(m); n != 0 {
+			t.Errorf("dry run called %s %d times", m, n)
+		}
+	}
+	if _, err := os.Stat(dbPath); err == nil {
+		t.Error("dry run created the store")
+	}
+}
+
+// The audit export matches a mixed run ticket by ticket; status and replay
+// work on the same store.
+func TestAuditStatusReplay(t *testing.T) {
+	e := newEnv(t)
+	ok := e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "python"}})
+	bad := e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "ghcr.io/x/y"}})
+	e.cg.DenyCapability("AddEntitlementImages", true)
+	env := []string{"SN_PASSWORD=" + snPass}
+	if _, stderr, code := run(t, env, "sync", "--config", e.config); code != 0 {
+		t.Fatal(stderr)
+	}
+	stdout, stderr, code := run(t, env, "audit", "--config", e.config, "--format", "jsonl")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	got := map[string][]string{}
+	repo := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		var row struct {
+			Ticket, Decision, Actor string
+			RepoID                  string `json:"repo_id"`
+		}
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("bad jsonl line %q: %v", line, err)
+		}
+		got[row.Ticket] = append(got[row.Ticket], row.Decision)
+		if row.RepoID != "" {
+			repo[row.Ticket] = row.RepoID
+		}
+		if row.Actor != "blackbox" {
+			t.Errorf("actor %q", row.Actor)
+		}
+	}
+	if strings.Join(got[ok.Number], ",") != "provisioned,reported" || strings.Join(got[bad.Number], ",") != "rejected,reported" {
+		t.Errorf("audit = %v", got)
+	}
+	if len(e.cg.OrgRepos()) != 1 || repo[ok.Number] != e.cg.OrgRepos()[0].GetId() {
+		t.Errorf("audit repo id %q, org repos %v", repo[ok.Number], e.cg.OrgRepos())
+	}
+	stdout, _, code = run(t, env, "audit", "--config", e.config, "--format", "csv", "--ticket", bad.Number)
+	if code != 0 || strings.Count(stdout, "\n") != 3 || !strings.HasPrefix(stdout, "time,source,") {
+		t.Errorf("csv export:\n%s", stdout)
+	}
+
+	// A blocked ticket shows in status and is re-driven by replay once fixed.
+	blocked := e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "go"}})
+	e.cg.DenyCapability("CreateRepo", true)
+	run(t, env, "sync", "--config", e.config)
+	stdout, _, _ = run(t, env, "status", "--config", e.config)
+	if !strings.Contains(stdout, blocked.Number) || !strings.Contains(stdout, "blocked") {
+		t.Errorf("status summary:\n%s", stdout)
+	}
+	stdout, _, _ = run(t, env, "status", blocked.Number, "--config", e.config)
+	if !strings.Contains(stdout, "chainguard:permission_denied") || !strings.Contains(stdout, "noted") {
+		t.Errorf("status %s:\n%s", blocked.Number, stdout)
+	}
+	e.cg.DenyCapability("CreateRepo", false)
+	stdout, stderr, code = run(t, env, "replay", blocked.Number, "--config", e.config)
+	if code != 0 || !strings.Contains(stdout, "state now done") {
+		t.Fatalf("replay: %d\n%s\n%s", code, stdout, stderr)
+	}
+	if r, _ := e.sn.RITM(blocked.SysID); r.State != "3" || len(e.sn.Journal(blocked.SysID)) != 2 {
+		t.Errorf("after replay: state %s, %d notes", r.State, len(e.sn.Journal(blocked.SysID)))
+	}
 }

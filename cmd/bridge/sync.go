@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -14,23 +15,42 @@ import (
 
 func newSyncCmd() *cobra.Command {
 	var cfgPath, source string
+	var dryRun bool
 	cmd := &cobra.Command{
-		Use:   "sync --config FILE [--source servicenow|jira]",
+		Use:   "sync --config FILE [--source servicenow|jira] [--dry-run]",
 		Short: "Run one reconcile pass and exit",
 		Long: `Run one reconcile pass: every approved ticket is provisioned and closed with
 one note. Exits 0 when the pass ran (even if tickets were rejected or will be
-retried), non-zero when it could not run (bad config, a source unreachable).`,
+retried), non-zero when it could not run (bad config, a source unreachable).
+
+With --dry-run, print the plan instead: for each approved ticket, the
+provisioning call, the note and the state change a pass would make. It only
+reads (the sources, the store, Chainguard's catalog and entitlements) and
+writes nothing upstream or in the store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadConfig(cfgPath)
 			if err != nil {
 				return err
 			}
+			if dryRun {
+				if _, err := os.Stat(cfg.State.DSN); err != nil {
+					cfg.State.DSN = ":memory:" // no store yet: plan against an empty one, create nothing
+				}
+			}
 			a, err := app.Build(cmd.Context(), cfg, log, app.Options{Only: source})
 			if err != nil {
 				return err
 			}
 			defer a.Close()
+			if dryRun {
+				var steps []isync.Step
+				if err := a.Engine.DryRun(cmd.Context(), func(s isync.Step) error { steps = append(steps, s); return nil }); err != nil {
+					return fmt.Errorf("dry run: %w", err)
+				}
+				printPlan(cmd.OutOrStdout(), steps)
+				return nil
+			}
 			start := time.Now()
 			st, err := a.Engine.Pass(cmd.Context())
 			if err != nil && st.Listed == 0 {
@@ -45,6 +65,7 @@ retried), non-zero when it could not run (bad config, a source unreachable).`,
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the YAML config")
 	cmd.Flags().StringVar(&source, "source", "", "only this source: servicenow or jira")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan; write nothing upstream or in the store")
 	return cmd
 }
 

@@ -74,3 +74,22 @@ func tagSample(tags []string) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+var _ isync.Planner = (*Provisioner)(nil)
+
+// PlanProvision says, with reads only, what Provision would do for img: the
+// call it would make, or the rejection or block validation finds first (for
+// `bridge sync --dry-run`).
+func (p *Provisioner) PlanProvision(ctx context.Context, img isync.ImageRef) (string, error) {
+	method, err := p.method(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := p.validate(ctx, img); err != nil {
+		return "", err
+	}
+	if method == opAddEntitlements {
+		return fmt.Sprintf("Entitlements.AddEntitlementImages %s into %s, pull as %s", img.Name, p.opts.OrgID, p.pullRef(img)), nil
+	}
+	return fmt.Sprintf("Registry.CreateRepo %s (sync source %s, prevent_existing) in %s, pull as %s", img.Name, img.Name, p.opts.OrgID, p.pullRef(img)), nil
+}

@@ -174,6 +174,7 @@ const (
 	DecisionSyncing         Decision = "syncing"       // close_on ready: the syncing note landed
 	DecisionReady           Decision = "ready"         // close_on ready: the tag is pullable
 	DecisionReadyTimeout    Decision = "ready_timeout" // close_on ready: gave up waiting
+	DecisionReplay          Decision = "replay"        // an administrator re-drove the ticket
 )
 
 // AuditEntry is one append-only audit row.

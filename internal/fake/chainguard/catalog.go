@@ -104,10 +104,8 @@ func catalogRepo(img CatalogImage) *registry.Repo {
 // "cgr.dev/chainguard/python".
 func (s *Server) lookupSource(source string) (CatalogImage, bool) {
 	if strings.HasPrefix(source, PublicCatalogGroup+"/") {
-		for _, img := range s.catalog {
-			if CatalogID(img.Name) == source {
-				return img, true
-			}
+		if i, ok := s.catByID[source]; ok {
+			return s.catalog[i], true
 		}
 		return CatalogImage{}, false
 	}
@@ -117,10 +115,24 @@ func (s *Server) lookupSource(source string) (CatalogImage, bool) {
 
 // lookupName finds a catalog image by exact name.
 func (s *Server) lookupName(name string) (CatalogImage, bool) {
-	for _, img := range s.catalog {
-		if img.Name == name {
-			return img, true
-		}
+	if i, ok := s.catByName[name]; ok {
+		return s.catalog[i], true
 	}
 	return CatalogImage{}, false
+}
+
+// indexCatalog builds the catalog's indexes by name and by id; the first
+// entry of a name wins, as a scan in catalog order would find it.
+func (s *Server) indexCatalog() {
+	s.catByName = make(map[string]int, len(s.catalog))
+	s.catByID = make(map[string]int, len(s.catalog))
+	for i, img := range s.catalog {
+		if _, dup := s.catByName[img.Name]; !dup {
+			s.catByName[img.Name] = i
+		}
+		id := CatalogID(img.Name)
+		if _, dup := s.catByID[id]; !dup {
+			s.catByID[id] = i
+		}
+	}
 }

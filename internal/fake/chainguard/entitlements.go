@@ -128,27 +128,20 @@ func (s *Server) entitleLocked(img CatalogImage) *registry.EntitledImage {
 	}
 	ent := &registry.EntitledImage{Id: CatalogID(img.Name), Name: img.Name, CatalogTier: img.Tier, Type: typ}
 	s.entitled = append(s.entitled, ent)
+	if _, dup := s.entByName[img.Name]; !dup {
+		s.entByName[img.Name] = ent
+	}
+	s.entByTier[img.Tier]++
 	s.pending = append(s.pending, pendingRepo{image: img, due: s.now().Add(s.syncDelay)})
 	return ent
 }
 
 func (s *Server) entitledLocked(name string) *registry.EntitledImage {
-	for _, e := range s.entitled {
-		if e.GetName() == name {
-			return e
-		}
-	}
-	return nil
+	return s.entByName[name]
 }
 
 func (s *Server) usedLocked(tier registry.CatalogTier) int {
-	n := 0
-	for _, e := range s.entitled {
-		if e.GetCatalogTier() == tier {
-			n++
-		}
-	}
-	return n
+	return s.entByTier[tier]
 }
 
 // ListEntitlementImages lists the images entitled on a PER_IMAGE or STARTER

@@ -130,6 +130,10 @@ func (s *Server) newRepoLocked(name string, src *CatalogImage) *registry.Repo {
 	}
 	inherit(repo, src)
 	s.repos = append(s.repos, repo)
+	if _, dup := s.repoByName[name]; !dup {
+		s.repoByName[name] = repo
+	}
+	s.repoByID[repo.Id] = repo
 	return repo
 }
 
@@ -144,12 +148,7 @@ func inherit(repo *registry.Repo, src *CatalogImage) {
 }
 
 func (s *Server) repoByNameLocked(name string) *registry.Repo {
-	for _, r := range s.repos {
-		if r.GetName() == name {
-			return r
-		}
-	}
-	return nil
+	return s.repoByName[name]
 }
 
 // reconcileLocked creates the repositories of entitled images whose sync is due.
@@ -186,6 +185,15 @@ func (r *registryServer) ListRepos(_ context.Context, f *registry.RepoFilter) (*
 		for _, img := range s.catalog {
 			pool = append(pool, catalogRepo(img))
 		}
+	case (parent == "" || parent == s.orgID) && f.GetName() != "":
+		// Names are unique in the organization: look it up.
+		if r := s.repoByName[f.GetName()]; r != nil {
+			pool = []*registry.Repo{r}
+		}
+	case (parent == "" || parent == s.orgID) && f.GetId() != "":
+		if r := s.repoByID[f.GetId()]; r != nil {
+			pool = []*registry.Repo{r}
+		}
 	case parent == "" || parent == s.orgID:
 		pool = s.repos
 	case s.inOrg(parent):
@@ -220,16 +228,12 @@ func (r *registryServer) ListTags(_ context.Context, f *registry.TagFilter) (*re
 	var repo *registry.Repo
 	switch {
 	case strings.HasPrefix(repoID, PublicCatalogGroup+"/"):
-		for _, img := range s.catalog {
-			if CatalogID(img.Name) == repoID {
-				repo = catalogRepo(img)
-			}
+		if img, ok := s.lookupSource(repoID); ok {
+			repo = catalogRepo(img)
 		}
 	case s.inOrg(repoID):
-		for _, r := range s.repos {
-			if r.GetId() == repoID && !r.GetCreateTime().AsTime().Add(s.syncDelay).After(s.now()) {
-				repo = r
-			}
+		if r := s.repoByID[repoID]; r != nil && !r.GetCreateTime().AsTime().Add(s.syncDelay).After(s.now()) {
+			repo = r
 		}
 	case repoID == "":
 		return nil, status.Error(codes.InvalidArgument, "uidp.children_of (the repository id) is required")

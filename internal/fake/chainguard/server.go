@@ -76,6 +76,16 @@ type Server struct {
 	identity    string
 	tokenTTL    time.Duration
 	issued      map[string]issuedToken // access tokens from Exchange
+	latency     time.Duration
+
+	// Indexes over catalog, repos and entitled, kept in step with them.
+	catByName  map[string]int            // catalog image name → index of its first entry
+	catByID    map[string]int            // CatalogID → index of its first entry
+	repoByName map[string]*registry.Repo // the organization's repositories by name
+	repoByID   map[string]*registry.Repo // ... and by id
+	entByName  map[string]*registry.EntitledImage
+	entByTier  map[registry.CatalogTier]int
+	counts     map[string]int // calls by method
 
 	repos    []*registry.Repo          // the organization's repositories, in creation order
 	entitled []*registry.EntitledImage // PER_IMAGE / STARTER entitlements, in order
@@ -149,25 +159,36 @@ func WithSyncDelay(d time.Duration) Option { return func(s *Server) { s.syncDela
 // WithClock sets the fake's clock (default time.Now).
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
+// WithLatency holds every RPC back by d before it is served, as a remote
+// API's round trip does. A caller that gives up first gets DEADLINE_EXCEEDED
+// or CANCELLED and nothing happens.
+func WithLatency(d time.Duration) Option { return func(s *Server) { s.latency = d } }
+
 // New starts a fake on a random port of 127.0.0.1.
 func New(opts ...Option) (*Server, error) {
 	s := &Server{
-		token:     DefaultToken,
-		orgID:     DefaultOrgID,
-		orgName:   DefaultOrgName,
-		plan:      registry.Plan_CATALOG,
-		catalog:   DefaultCatalog(),
-		maxRepos:  DefaultMaxRepos,
-		now:       time.Now,
-		oidcToken: DefaultOIDCToken,
-		tokenTTL:  DefaultTokenTTL,
-		issued:    map[string]issuedToken{},
-		inject:    map[string]*injection{},
-		denied:    map[string]bool{},
+		token:      DefaultToken,
+		orgID:      DefaultOrgID,
+		orgName:    DefaultOrgName,
+		plan:       registry.Plan_CATALOG,
+		catalog:    DefaultCatalog(),
+		maxRepos:   DefaultMaxRepos,
+		now:        time.Now,
+		oidcToken:  DefaultOIDCToken,
+		tokenTTL:   DefaultTokenTTL,
+		issued:     map[string]issuedToken{},
+		inject:     map[string]*injection{},
+		denied:     map[string]bool{},
+		repoByName: map[string]*registry.Repo{},
+		repoByID:   map[string]*registry.Repo{},
+		entByName:  map[string]*registry.EntitledImage{},
+		entByTier:  map[registry.CatalogTier]int{},
+		counts:     map[string]int{},
 	}
 	for _, o := range opts {
 		o(s)
 	}
+	s.indexCatalog()
 	if s.identity == "" {
 		s.identity = s.orgID + "/5eed1d3a7c0ffee1"
 	}
@@ -247,6 +268,15 @@ func (s *Server) DenyCapability(method string, deny bool) {
 func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	method := path.Base(info.FullMethod)
 	defer func() { s.record(method, req, status.Code(err)) }()
+	if s.latency > 0 {
+		t := time.NewTimer(s.latency)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
 	if err := s.injected(method); err != nil {
 		return nil, err
 	}
@@ -311,17 +341,22 @@ type Call struct {
 	Request string     // the request in compact text form, truncated
 	Code    codes.Code // the status answered (codes.OK on success)
 	Time    time.Time
+
+	req proto.Message // summarized into Request when the log is read
 }
 
+// record logs a call. The request is kept as is and only rendered as text
+// when the log is read, so that the log costs the RPC path next to nothing.
 func (s *Server) record(method string, req any, code codes.Code) {
 	c := Call{Method: method, Code: code}
 	if m, ok := req.(proto.Message); ok {
-		c.Request = summarize(m)
+		c.req = m
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.Time = s.now()
 	s.calls = append(s.calls, c)
+	s.counts[method]++
 }
 
 // summarize renders m on one line, at most 256 bytes.
@@ -338,7 +373,15 @@ func summarize(m proto.Message) string {
 func (s *Server) Calls() []Call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Call(nil), s.calls...)
+	out := make([]Call, len(s.calls))
+	for i := range s.calls {
+		c := &s.calls[i]
+		if c.req != nil {
+			c.Request, c.req = summarize(c.req), nil
+		}
+		out[i] = *c
+	}
+	return out
 }
 
 // CountCalls counts the logged calls of method ("CreateRepo", ...), failed
@@ -346,11 +389,5 @@ func (s *Server) Calls() []Call {
 func (s *Server) CountCalls(method string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.calls {
-		if c.Method == method {
-			n++
-		}
-	}
-	return n
+	return s.counts[method]
 }

@@ -63,6 +63,8 @@ type Server struct {
 	journalReadable bool
 	loc             *time.Location
 	vars            []variableDef
+	latency         time.Duration
+	noRequestLog    bool
 
 	mu       sync.Mutex
 	ritms    map[string]*RITM
@@ -144,6 +146,21 @@ func WithTimeZone(loc *time.Location) Option {
 // order. Undeclared variables use their name as question text and type "6".
 func WithVariable(name, questionText, typ string) Option {
 	return func(s *Server) { s.vars = append(s.vars, variableDef{name, questionText, typ}) }
+}
+
+// WithLatency holds every answer back by d, measured from the request's
+// arrival, as a remote instance's round trip does (network and server time).
+// The request is served after the delay; a client that gives up first gets
+// nothing and nothing happens. Injected faults add their own Delay on top.
+func WithLatency(d time.Duration) Option {
+	return func(s *Server) { s.latency = d }
+}
+
+// WithoutRequestLog stops the fake from keeping every request it receives:
+// Requests then returns nothing. Long load runs use it so that the fake's
+// memory and garbage collection stay flat.
+func WithoutRequestLog() Option {
+	return func(s *Server) { s.noRequestLog = true }
 }
 
 // New starts a fake instance on a loopback listener (127.0.0.1, random port).
@@ -236,32 +253,57 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // serveHTTP logs the request, applies the first matching fault, and
 // otherwise serves the request normally.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !sleep(r, s.latency) {
+		return
+	}
 	body, _ := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	logged := &Request{
-		Method:   r.Method,
-		Path:     r.URL.Path,
-		RawQuery: r.URL.RawQuery,
-		Header:   r.Header.Clone(),
-		Body:     string(body),
+	var logged *Request
+	if !s.noRequestLog {
+		logged = &Request{
+			Method:   r.Method,
+			Path:     r.URL.Path,
+			RawQuery: r.URL.RawQuery,
+			Header:   r.Header.Clone(),
+			Body:     string(body),
+		}
 	}
 	s.mu.Lock()
-	logged.Time = s.clock()
-	s.requests = append(s.requests, logged)
+	if logged != nil {
+		logged.Time = s.clock()
+		s.requests = append(s.requests, logged)
+	}
 	f, faulted := s.takeFaultLocked(r)
 	s.mu.Unlock()
 
 	sw := &statusWriter{ResponseWriter: w}
-	defer func() {
-		s.mu.Lock()
-		logged.Status = sw.status
-		s.mu.Unlock()
-	}()
+	if logged != nil {
+		defer func() {
+			s.mu.Lock()
+			logged.Status = sw.status
+			s.mu.Unlock()
+		}()
+	}
 	if faulted {
 		s.serveFault(sw, r, body, f)
 		return
 	}
 	s.serve(sw, r)
+}
+
+// sleep waits d, or until the client goes away (false).
+func sleep(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }
 
 // serve answers a request as the instance would.
