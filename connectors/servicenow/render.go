@@ -11,6 +11,7 @@ import (
 const (
 	maxFieldLen   = 1000 // per note line: a 10 KB "image name" is cut, not echoed
 	maxCloseNotes = 4000 // close_notes is a 4,000-character string field
+	maxNameLen    = 100  // per field name: names may quote requester text ("Image 2 (…)")
 )
 
 // codeTag matches ServiceNow's journal markup: text between [code] and [/code]
@@ -18,14 +19,17 @@ const (
 var codeTag = regexp.MustCompile(`(?i)\[\s*/?\s*code\s*\]`)
 
 // renderNote renders a report as a work note: the marker line, then one
-// "Name: value" line per field. Values are cleaned so requester text can neither
-// inject HTML through [code] tags nor forge extra lines.
+// "Name: value" line per field. Every part is cleaned: values and names (a
+// name may quote a requested image) hold requester text, and the marker holds
+// the RITM number as the instance reports it; so nothing can inject HTML
+// through [code] tags or forge extra lines. signature cleans the same way, so
+// it matches what was written.
 func renderNote(r isync.Report) string {
 	var b strings.Builder
-	b.WriteString(r.Marker)
+	b.WriteString(clean(r.Marker, maxFieldLen))
 	for _, f := range r.Fields {
 		b.WriteString("\n")
-		b.WriteString(f.Name)
+		b.WriteString(clean(f.Name, maxNameLen))
 		b.WriteString(": ")
 		b.WriteString(clean(f.Value, maxFieldLen))
 	}

@@ -142,6 +142,8 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 		CloseOnReady: cfg.Bridge.CloseOn == "ready",
 		ReadyPoll:    cfg.Bridge.ReadyPoll,
 		ReadyTimeout: cfg.Bridge.ReadyTimeout,
+		MaxImages:    cfg.Bridge.MaxImages,
+		DailyLimit:   cfg.Bridge.DailyLimit,
 		Logger:       log,
 		Observer:     observer,
 	})

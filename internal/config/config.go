@@ -108,6 +108,11 @@ type Bridge struct {
 	// ReadyPoll: with close_on ready, how often ListTags is asked when no
 	// Chainguard event has said the tag is there (default 1m).
 	ReadyPoll time.Duration `yaml:"ready_poll"`
+	// MaxImages caps how many images one ticket may name (default 10).
+	MaxImages int `yaml:"max_images"`
+	// DailyLimit caps the images provisioned per requester in any 24 hours
+	// (default 0: no limit).
+	DailyLimit int `yaml:"daily_limit"`
 }
 
 // Backoff bounds an exponential backoff.
@@ -308,6 +313,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if b.ReadyPoll == 0 {
 		b.ReadyPoll = time.Minute
+	}
+	if b.MaxImages == 0 {
+		b.MaxImages = 10
 	}
 	setDefault(&c.Log.Level, DefaultLogLevel)
 	setDefault(&c.Log.Format, DefaultLogFormat)

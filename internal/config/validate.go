@@ -115,6 +115,12 @@ func (k *checker) bridge() {
 		k.add("bridge.backoff.max", "must not be shorter than bridge.backoff.min")
 	}
 	k.oneOf("bridge.close_on", b.CloseOn, "provisioned", "ready")
+	if b.MaxImages < 1 || b.MaxImages > 100 {
+		k.add("bridge.max_images", "must be between 1 and 100")
+	}
+	if b.DailyLimit < 0 {
+		k.add("bridge.daily_limit", "must be 0 (no limit) or a positive number of images")
+	}
 	if b.ReadyTimeout < time.Minute {
 		k.add("bridge.ready_timeout", "must be at least 1m: images take a few minutes to sync")
 	}

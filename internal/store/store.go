@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -320,7 +321,7 @@ func parseTime(s string) (time.Time, error) {
 
 const recordColumns = `source, ticket_id, ticket_key, request_id, state, attempts, next_attempt_at,
 	last_error, blocked_cause, noted_cause, image, reason, repo_id, pull_ref, method, already_present,
-	lease_owner, lease_until, version, created_at, updated_at, ready_by`
+	lease_owner, lease_until, version, created_at, updated_at, ready_by, images`
 
 type scanner interface{ Scan(...any) error }
 
@@ -329,18 +330,23 @@ func scanRecord(sc scanner) (isync.Record, error) {
 		r                                  isync.Record
 		state                              string
 		next, leaseUntil, created, updated string
-		readyBy                            string
+		readyBy, images                    string
 		alreadyPresent                     bool
 	)
 	err := sc.Scan(&r.Source, &r.TicketID, &r.Key, &r.RequestID, &state, &r.Attempts, &next,
 		&r.LastError, &r.BlockedCause, &r.NotedCause, &r.Image, &r.Reason,
 		&r.Result.RepoID, &r.Result.PullRef, &r.Result.Method, &alreadyPresent,
-		&r.LeaseOwner, &leaseUntil, &r.Version, &created, &updated, &readyBy)
+		&r.LeaseOwner, &leaseUntil, &r.Version, &created, &updated, &readyBy, &images)
 	if err != nil {
 		return r, err
 	}
 	r.State = isync.State(state)
 	r.Result.AlreadyPresent = alreadyPresent
+	if images != "" {
+		if err := json.Unmarshal([]byte(images), &r.Images); err != nil {
+			return r, fmt.Errorf("store: %s/%s: bad images column: %w", r.Source, r.TicketID, err)
+		}
+	}
 	for _, f := range []struct {
 		dst *time.Time
 		src string
@@ -424,6 +430,27 @@ var knownStates = map[isync.State]bool{
 	isync.StateSyncing: true, isync.StateRejected: true, isync.StateBlocked: true, isync.StateDone: true,
 }
 
+func imagesJSON(images []isync.ImageOutcome) string {
+	if len(images) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(images) // plain structs of strings and bools: cannot fail
+	return string(b)
+}
+
+// CountProvisioned counts the images provisioned (not already present) for
+// requester since the given time, from the audit log: the per-requester daily
+// limit.
+func (s *SQLite) CountProvisioned(ctx context.Context, requester string, since time.Time) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM audit WHERE requester = ? AND decision = ? AND time >= ?`,
+		requester, string(isync.DecisionProvisioned), formatTime(since)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: counting provisioned images of a requester: %w", err)
+	}
+	return n, nil
+}
+
 // Save implements isync.Store: a compare-and-swap on Version. It writes the
 // record's state fields (not its lease, which only Claim and Release change,
 // nor its identity and creation time), increments rec.Version and sets
@@ -436,12 +463,12 @@ func (s *SQLite) Save(ctx context.Context, rec *isync.Record) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE tickets SET
 			ticket_key = ?, state = ?, attempts = ?, next_attempt_at = ?, last_error = ?,
 			blocked_cause = ?, noted_cause = ?, image = ?, reason = ?,
-			repo_id = ?, pull_ref = ?, method = ?, already_present = ?, ready_by = ?,
+			repo_id = ?, pull_ref = ?, method = ?, already_present = ?, ready_by = ?, images = ?,
 			version = version + 1, updated_at = ?
 		WHERE source = ? AND ticket_id = ? AND version = ?`,
 		rec.Key, string(rec.State), rec.Attempts, formatTime(rec.NextAttemptAt), rec.LastError,
 		rec.BlockedCause, rec.NotedCause, rec.Image, rec.Reason,
-		rec.Result.RepoID, rec.Result.PullRef, rec.Result.Method, rec.Result.AlreadyPresent, formatTime(rec.ReadyBy),
+		rec.Result.RepoID, rec.Result.PullRef, rec.Result.Method, rec.Result.AlreadyPresent, formatTime(rec.ReadyBy), imagesJSON(rec.Images),
 		formatTime(updated),
 		rec.Source, rec.TicketID, rec.Version)
 	if err != nil {

@@ -32,8 +32,14 @@ type Options struct {
 	ReadyPoll    time.Duration // default 1m
 	ReadyTimeout time.Duration // default 30m
 	QueueSize    int           // webhook queue capacity (default 1024)
-	Now          func() time.Time
-	Logger       zerolog.Logger
+	// MaxImages caps how many images one ticket may name (default 10).
+	MaxImages int
+	// DailyLimit caps the images provisioned per requester in any 24 hours
+	// (0: no limit). A ticket over it is blocked, noted once, and provisioned
+	// once the window allows. Needs a Store that is a ProvisionCounter.
+	DailyLimit int
+	Now        func() time.Time
+	Logger     zerolog.Logger
 	// Observer, when set, is told of every ticket outcome (metrics, demo tables).
 	Observer func(Event)
 }
@@ -104,6 +110,9 @@ func New(store Store, prov Provisioner, sources []Source, o Options) *Engine {
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = 1024
+	}
+	if o.MaxImages <= 0 {
+		o.MaxImages = 10
 	}
 	e := &Engine{store: store, prov: prov, sources: map[string]Source{}, o: o, log: o.Logger, inflight: map[string]bool{},
 		queued: map[string]bool{}, queue: make(chan queued, o.QueueSize), owner: o.Instance + "/" + runID()}
@@ -424,9 +433,19 @@ func (w *worker) provision(ctx context.Context) (Decision, error) {
 	if w.t.Invalid != "" {
 		return w.reject(ctx, Rejectedf("%s", w.t.Invalid))
 	}
+	images := SplitImages(w.t.Image)
+	if len(images) > w.e.o.MaxImages {
+		return w.reject(ctx, Rejectedf("the request names %d images; at most %d can be requested in one ticket", len(images), w.e.o.MaxImages))
+	}
+	if len(images) > 1 {
+		return w.provisionMany(ctx, images)
+	}
 	ref, err := w.e.prov.ParseImage(w.t.Image)
 	if err != nil {
 		return w.reject(ctx, err)
+	}
+	if err := w.withinDailyLimit(ctx, 1); err != nil {
+		return w.block(ctx, err)
 	}
 
 	w.rec.State = StateProvisioning
@@ -688,16 +707,36 @@ func (w *worker) syncing(ctx context.Context, recovering bool) (Decision, error)
 // checkReady asks the provisioner whether the tag is pullable: ready closes
 // the ticket with the result note; past ReadyBy it closes with a timeout note.
 func (w *worker) checkReady(ctx context.Context) (Decision, error) {
-	ref, err := w.e.prov.ParseImage(w.rec.Image)
-	if err != nil {
-		return w.reject(ctx, err) // cannot happen for a provisioned image; fail safe
+	type pending struct {
+		res Result
+		raw string
+	}
+	waiting := []pending{{w.rec.Result, w.rec.Image}}
+	if len(w.rec.Images) > 1 {
+		waiting = nil
+		for _, o := range w.rec.Images {
+			if o.Provisioned() {
+				waiting = append(waiting, pending{o.Result, o.Requested})
+			}
+		}
 	}
 	if err := w.renew(); err != nil {
 		return "", err
 	}
-	rctx, cancel := w.bounded(ctx, w.e.o.ProvisionTimeout)
-	ready, err := w.e.prov.(Readiness).TagReady(rctx, w.rec.Result, ref)
-	cancel()
+	ready, err := true, error(nil)
+	var ref ImageRef
+	for _, p := range waiting {
+		if ref, err = w.e.prov.ParseImage(p.raw); err != nil {
+			return w.reject(ctx, err) // cannot happen for a provisioned image; fail safe
+		}
+		rctx, cancel := w.bounded(ctx, w.e.o.ProvisionTimeout)
+		ok, cerr := w.e.prov.(Readiness).TagReady(rctx, p.res, ref)
+		cancel()
+		if cerr != nil || !ok {
+			ready, err = false, cerr
+			break
+		}
+	}
 	now := w.e.o.Now()
 	switch {
 	case err == nil && ready:

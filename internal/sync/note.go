@@ -60,10 +60,25 @@ func provisionedReport(rec Record, t Ticket, nc noteContext) Report {
 		{"Chainguard repository id", repo},
 		{"Method", res.Method},
 	}
+	if len(rec.Images) > 1 {
+		n := 0
+		for _, o := range rec.Images {
+			if o.Provisioned() {
+				n++
+			}
+		}
+		status = fmt.Sprintf("Provisioned %d of %d images.", n, len(rec.Images))
+		if n < len(rec.Images) {
+			status += fmt.Sprintf(" %d could not be provisioned; see below.", len(rec.Images)-n)
+		}
+		f = append([]Field{{"Result", status}}, imageFields(rec.Images)...)
+	}
 	f = append(f, requestFields(t)...)
 	f = append(f, nc.footer()...)
 	summary := fmt.Sprintf("Provisioned %s (Chainguard repository %s).", res.PullRef, repo)
-	if res.AlreadyPresent {
+	if len(rec.Images) > 1 {
+		summary = status
+	} else if res.AlreadyPresent {
 		summary = fmt.Sprintf("Already present: %s (Chainguard repository %s).", res.PullRef, repo)
 	}
 	return Report{Outcome: OutcomeProvisioned, Marker: Marker(t.Key, rec.RequestID), Summary: summary, Fields: f}

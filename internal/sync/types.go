@@ -123,6 +123,17 @@ type Provisioner interface {
 	Provision(ctx context.Context, img ImageRef) (Result, error)
 }
 
+// ImageOutcome is what happened to one image of a ticket naming several.
+type ImageOutcome struct {
+	Requested string `json:"requested"`        // as typed
+	Done      bool   `json:"done"`             // provisioned or rejected; nothing more to do
+	Reason    string `json:"reason,omitempty"` // rejection reason
+	Result    Result `json:"result"`           // when provisioned
+}
+
+// Provisioned reports whether the image was provisioned (or already present).
+func (o ImageOutcome) Provisioned() bool { return o.Done && o.Reason == "" }
+
 // State is a ticket's position in its life cycle.
 type State string
 
@@ -154,9 +165,11 @@ type Record struct {
 	LeaseOwner    string
 	LeaseUntil    time.Time
 	ReadyBy       time.Time // close_on ready: when waiting for the tag ends
-	Version       int64     // incremented by every Save; Save fails on a stale version
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// Images holds each image's outcome when the ticket names several.
+	Images    []ImageOutcome
+	Version   int64 // incremented by every Save; Save fails on a stale version
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Decision names an audit row's decision.
