@@ -93,3 +93,20 @@ func (p *Provisioner) PlanProvision(ctx context.Context, img isync.ImageRef) (st
 	}
 	return fmt.Sprintf("Registry.CreateRepo %s (sync source %s, prevent_existing) in %s, pull as %s", img.Name, img.Name, p.opts.OrgID, p.pullRef(img)), nil
 }
+
+var _ isync.TierReader = (*Provisioner)(nil)
+
+// CatalogTier returns name's catalog tier ("BASE", "APPLICATION", "FIPS",
+// "AI", …) from the cached catalog listing, or "" when the image is not in
+// the catalog (it is then rejected with suggestions).
+func (p *Provisioner) CatalogTier(ctx context.Context, name string) (string, error) {
+	if _, err := p.catalogNames(ctx); err != nil {
+		return "", err
+	}
+	p.catMu.Lock()
+	defer p.catMu.Unlock()
+	if r, ok := p.catRepos[name]; ok {
+		return r.GetCatalogTier().String(), nil
+	}
+	return "", nil
+}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/chainguard-dev/image-request-bridge/internal/policy"
 )
 
 // Options tune the engine. Zero values take the defaults shown.
@@ -34,6 +36,9 @@ type Options struct {
 	QueueSize    int           // webhook queue capacity (default 1024)
 	// MaxImages caps how many images one ticket may name (default 10).
 	MaxImages int
+	// Policy, when set, decides each request's approval tier (auto, approval,
+	// security, deny).
+	Policy *policy.Policy
 	// DailyLimit caps the images provisioned per requester in any 24 hours
 	// (0: no limit). A ticket over it is blocked, noted once, and provisioned
 	// once the window allows. Needs a Store that is a ProvisionCounter.
@@ -263,7 +268,7 @@ func (e *Engine) HandleTicket(ctx context.Context, source, id string) (Decision,
 	if err != nil {
 		return "", fmt.Errorf("re-reading %s ticket %s: %w", source, id, err)
 	}
-	if !t.Open {
+	if !t.Open && !t.AwaitingApproval {
 		e.log.Debug().Str("source", source).Str("ticket", t.Key).Msg("ticket is not approved and open; nothing to do")
 		return "", nil
 	}
@@ -300,6 +305,12 @@ func (e *Engine) process(ctx context.Context, src Source, t Ticket, due bool) (D
 		e.mu.Unlock()
 	}()
 
+	if !t.Open && t.AwaitingApproval && !due {
+		if !e.autoCandidate(ctx, t) {
+			return "", nil // awaiting approval and not auto: untouched
+		}
+		t.Open = true // the policy lets the bridge act without the approval
+	}
 	// Store writes must land even when ctx is cancelled mid-ticket (shutdown):
 	// the state they record is what makes recovery safe.
 	sctx := context.WithoutCancel(ctx)
@@ -410,6 +421,9 @@ func (w *worker) save() error {
 
 func (w *worker) audit(d Decision, detail string) {
 	w.last = d
+	if tier := w.t.Fields[policyField]; tier != "" {
+		detail += " [approval tier " + tier + "]"
+	}
 	entry := AuditEntry{
 		Time: w.e.o.Now(), Source: w.src.Name(), TicketID: w.t.ID, Key: w.t.Key, RequestID: w.rec.RequestID,
 		Requester: w.t.Requester, Approver: w.t.Approver, Image: w.t.Image, Justification: w.t.Justification,
@@ -432,6 +446,14 @@ func (w *worker) provision(ctx context.Context) (Decision, error) {
 	}
 	if w.t.Invalid != "" {
 		return w.reject(ctx, Rejectedf("%s", w.t.Invalid))
+	}
+	if ok, d, err := w.gate(ctx); err != nil {
+		if ClassOf(err) == ClassBlocked {
+			return w.block(ctx, err)
+		}
+		return w.retry(ctx, err)
+	} else if !ok {
+		return d, nil
 	}
 	images := SplitImages(w.t.Image)
 	if len(images) > w.e.o.MaxImages {
@@ -834,7 +856,7 @@ func (e *Engine) handle(ctx context.Context, q queued) (Decision, error) {
 	if err != nil {
 		return "", fmt.Errorf("re-reading %s ticket %s: %w", q.source, q.id, err)
 	}
-	if !t.Open && !q.due {
+	if !t.Open && !t.AwaitingApproval && !q.due {
 		return "", nil
 	}
 	return e.process(ctx, src, t, q.due)

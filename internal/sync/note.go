@@ -37,6 +37,9 @@ func requestFields(t Ticket) []Field {
 	if t.Approver != "" {
 		f = append(f, Field{"Approved by", t.Approver})
 	}
+	if tier := t.Fields[policyField]; tier != "" {
+		f = append(f, Field{"Approval tier", tier})
+	}
 	if t.Justification != "" {
 		f = append(f, Field{"Justification", t.Justification})
 	}

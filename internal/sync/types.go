@@ -23,17 +23,21 @@ import (
 // issue). Every field is already decoded into plain text; free text is exactly
 // what the requester typed and must be escaped before it is echoed anywhere.
 type Ticket struct {
-	Source        string            // source name: "servicenow", "jira"
-	ID            string            // stable id: RITM sys_id (32 hex), Jira issue id
-	Key           string            // human key: "RITM0010001", "IMG-42"
-	Open          bool              // awaiting the bridge: approved and not closed
-	Closed        bool              // in a final state: nothing more will happen to it
-	Image         string            // requested image reference, as typed
-	Justification string            // free text
-	Requester     string            // requested_for / reporter, as the source names them
-	Approver      string            // when the source reports one
-	Fields        map[string]string // other request fields (team, environment, ...)
-	Version       string            // source revision (sys_mod_count, updated time)
+	Source string // source name: "servicenow", "jira"
+	ID     string // stable id: RITM sys_id (32 hex), Jira issue id
+	Key    string // human key: "RITM0010001", "IMG-42"
+	Open   bool   // awaiting the bridge: approved and not closed
+	// AwaitingApproval: listed although not approved yet (a source asked to
+	// list candidates for the auto policy tier); the engine acts on it only
+	// when the policy says auto, and otherwise leaves it untouched.
+	AwaitingApproval bool
+	Closed           bool              // in a final state: nothing more will happen to it
+	Image            string            // requested image reference, as typed
+	Justification    string            // free text
+	Requester        string            // requested_for / reporter, as the source names them
+	Approver         string            // when the source reports one
+	Fields           map[string]string // other request fields (team, environment, ...)
+	Version          string            // source revision (sys_mod_count, updated time)
 	// Invalid, when set, is why the source found the request unusable (the
 	// image field is missing from the issue, say); the engine rejects the
 	// ticket with it as the reason.
