@@ -1,24 +1,33 @@
 package jira
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+	"unicode"
+)
 
 // quoteJQL returns v as a JQL string literal: double-quoted, with `\` and `"`
 // escaped, so a value can never end the literal, and reserved words (IN, AND,
-// DO) or characters such as @ and . are taken as text.
+// DO) or characters such as @ and . are taken as text. Characters Jira's
+// grammar refuses inside a literal (control characters, and the
+// non-characters U+FDD0..U+FDEF, U+FFFE, U+FFFF) are written as \uXXXX
+// escapes; invalid UTF-8 reads as U+FFFD.
 func quoteJQL(v string) string {
 	var b strings.Builder
 	b.WriteByte('"')
 	for _, r := range v {
-		switch r {
-		case '"', '\\':
+		switch {
+		case r == '"' || r == '\\':
 			b.WriteByte('\\')
 			b.WriteRune(r)
-		case '\n':
+		case r == '\n':
 			b.WriteString(`\n`)
-		case '\r':
+		case r == '\r':
 			b.WriteString(`\r`)
-		case '\t':
+		case r == '\t':
 			b.WriteString(`\t`)
+		case unicode.IsControl(r) || (r >= 0xfdd0 && r <= 0xfdef) || r == 0xfffe || r == 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
 			b.WriteRune(r)
 		}
@@ -28,26 +37,59 @@ func quoteJQL(v string) string {
 }
 
 // splitOrderBy splits a JQL query into its restriction and its ORDER BY
-// clause (with the keyword), ignoring "order by" inside quoted strings.
+// clause (with the keyword), ignoring "order by" inside quoted strings. ORDER
+// and BY may be separated by any white space (a query written over several
+// lines); the comparison is on ASCII bytes, so a query holding characters
+// whose lower case is longer or shorter (K, İ, invalid UTF-8) splits where it
+// should.
 func splitOrderBy(jql string) (where, orderBy string) {
-	inQuote := rune(0)
+	inQuote := byte(0)
 	escaped := false
-	lower := strings.ToLower(jql)
-	for i, r := range jql {
+	for i := 0; i < len(jql); i++ {
+		c := jql[i]
 		switch {
 		case escaped:
 			escaped = false
-		case r == '\\':
+		case c == '\\':
 			escaped = true
 		case inQuote != 0:
-			if r == inQuote {
+			if c == inQuote {
 				inQuote = 0
 			}
-		case r == '"' || r == '\'':
-			inQuote = r
-		case strings.HasPrefix(lower[i:], "order by") && (i == 0 || lower[i-1] == ' ' || lower[i-1] == ')'):
+		case c == '"' || c == '\'':
+			inQuote = c
+		case (i == 0 || isJQLSpace(jql[i-1]) || jql[i-1] == ')') && orderByAt(jql, i):
 			return strings.TrimSpace(jql[:i]), strings.TrimSpace(jql[i:])
 		}
 	}
 	return strings.TrimSpace(jql), ""
+}
+
+// orderByAt reports whether jql holds the keywords ORDER BY at byte i,
+// case-insensitively, followed by white space or the end of the query.
+func orderByAt(jql string, i int) bool {
+	rest, ok := cutWordFold(jql[i:], "order")
+	if !ok || rest == "" || !isJQLSpace(rest[0]) {
+		return false
+	}
+	rest, ok = cutWordFold(strings.TrimLeft(rest, " \t\r\n\f\v"), "by")
+	return ok && (rest == "" || isJQLSpace(rest[0]))
+}
+
+// cutWordFold removes the ASCII word w (lower case) from the start of s,
+// comparing ASCII letters case-insensitively.
+func cutWordFold(s, w string) (string, bool) {
+	if len(s) < len(w) {
+		return s, false
+	}
+	for k := 0; k < len(w); k++ {
+		if c := s[k]; c != w[k] && c+('a'-'A') != w[k] {
+			return s, false
+		}
+	}
+	return s[len(w):], true
+}
+
+func isJQLSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'
 }

@@ -12,14 +12,25 @@ const (
 	maxComment  = 32000 // Jira's limit is 32,767 characters; keep headroom
 )
 
-// wikiSpecial are the characters that open Jira wiki markup: macros ({html},
-// {code}), links and mentions ([x|javascript:…], [~user]), images (!x!),
-// tables (|), text effects (* _ + ^ ~ ??) and numbered lists (#).
-const wikiSpecial = `\{}[]!|*_+^~?#`
+// wikiSpecial are the characters, besides the backslash, that open Jira wiki
+// markup: macros ({html}, {code}), links and mentions ([x|javascript:…],
+// [~user]), images (!x!), tables (|), text effects (* _ + ^ ~ ??) and
+// numbered lists (#).
+const wikiSpecial = `{}[]!|*_+^~?#`
+
+// backslashRef is how escapeWiki writes a backslash (see there).
+const backslashRef = "&#92;"
 
 // escapeWiki makes text render literally in Jira wiki markup, on one line:
 // markup characters are backslash-escaped, CR/LF and tabs become spaces,
 // control and format characters show as U+FFFD, at most max runes remain.
+//
+// A backslash itself cannot be escaped with a backslash: Jira renders "\\" as
+// a forced line break, so "a\\b" would split the line (and the `\u0440` that
+// a rejection reason quotes would read as a line break and "u0440"). It is
+// written as the character reference "&#92;", which Jira renders as a plain
+// backslash; the output therefore never holds two backslashes in a row, and
+// every backslash in it escapes the markup character that follows.
 func escapeWiki(s string, max int) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	if r := []rune(s); len(r) > max {
@@ -32,6 +43,8 @@ func escapeWiki(s string, max int) string {
 			b.WriteByte(' ')
 		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029':
 			b.WriteRune('\uFFFD') // shown, not dropped: bidi overrides must not reorder the line
+		case r == '\\':
+			b.WriteString(backslashRef)
 		case strings.ContainsRune(wikiSpecial, r):
 			b.WriteByte('\\')
 			b.WriteRune(r)

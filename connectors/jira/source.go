@@ -44,6 +44,10 @@ type Options struct {
 	Logger             zerolog.Logger
 	// WrapTransport, when set, wraps the HTTP transport (metrics).
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// AwaitingJQL, when set, selects requests still awaiting approval, listed
+	// marked AwaitingApproval for the auto policy tier
+	// (e.g. project = IMG AND status = "Waiting for approval").
+	AwaitingJQL string
 }
 
 // Source reads and reports Jira issues.
@@ -206,14 +210,17 @@ func (s *Source) Approved(ctx context.Context, fn func(isync.Ticket) error) erro
 			tickets = append(tickets, t)
 		}
 	}
-	var err error
-	if s.deployment == Cloud {
-		err = s.searchCloud(ctx, s.o.JQL, collect)
-	} else {
-		err = s.searchDC(ctx, s.o.JQL, collect)
-	}
-	if err != nil {
+	if err := s.search(ctx, s.o.JQL, collect); err != nil {
 		return err
+	}
+	if s.o.AwaitingJQL != "" {
+		approved := len(tickets)
+		if err := s.search(ctx, s.o.AwaitingJQL, collect); err != nil {
+			return err
+		}
+		for i := approved; i < len(tickets); i++ {
+			tickets[i].Open, tickets[i].AwaitingApproval = false, !tickets[i].Closed
+		}
 	}
 	for _, t := range tickets {
 		if err := fn(t); err != nil {
@@ -221,6 +228,13 @@ func (s *Source) Approved(ctx context.Context, fn func(isync.Ticket) error) erro
 		}
 	}
 	return nil
+}
+
+func (s *Source) search(ctx context.Context, jql string, fn func([]jira.Issue)) error {
+	if s.deployment == Cloud {
+		return s.searchCloud(ctx, jql, fn)
+	}
+	return s.searchDC(ctx, jql, fn)
 }
 
 // searchCloud pages the enhanced search (GET /rest/api/2/search/jql): the next
@@ -294,19 +308,24 @@ func (s *Source) Get(ctx context.Context, id string) (isync.Ticket, error) {
 	jql := "(" + s.where + ") AND " + field + " = " + value
 	var found []jira.Issue
 	collect := func(issues []jira.Issue) { found = append(found, issues...) }
-	var err error
-	if s.deployment == Cloud {
-		err = s.searchCloud(ctx, jql, collect)
-	} else {
-		err = s.searchDC(ctx, jql, collect)
-	}
-	if err != nil {
+	if err := s.search(ctx, jql, collect); err != nil {
 		return isync.Ticket{}, err
 	}
 	if len(found) > 0 {
 		t := s.ticket(&found[0])
 		t.Open = !t.Closed
 		return t, nil
+	}
+	if s.o.AwaitingJQL != "" {
+		where, _ := splitOrderBy(s.o.AwaitingJQL)
+		if err := s.search(ctx, "("+where+") AND "+field+" = "+value, collect); err != nil {
+			return isync.Ticket{}, err
+		}
+		if len(found) > 0 {
+			t := s.ticket(&found[0])
+			t.AwaitingApproval = !t.Closed
+			return t, nil
+		}
 	}
 	issue, resp, err := s.c.Issue.GetWithContext(ctx, id, &jira.GetQueryOptions{Fields: strings.Join(s.searchFields(), ",")})
 	if err != nil {

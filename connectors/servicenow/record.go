@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // value is one field of a Table API record. ServiceNow sends every field as a
@@ -63,6 +65,32 @@ func scalar(raw json.RawMessage) string {
 
 // record is one row: field name (possibly dotted, "variables.image_name") → value.
 type record map[string]value
+
+// UnmarshalJSON decodes a row, refusing one whose sys_id is not a sys_id (32
+// lowercase hex characters). A sys_id read from a response goes back into
+// encoded queries (the paging cursor "sys_id>…") and URL paths, where a "^"
+// or a line break would change what the query means ("^NQ" starts a second,
+// OR-ed query; "^ORDERBY…" reorders the pages). A genuine instance never
+// sends such a sys_id; a response that does is refused whole, not trusted.
+func (r *record) UnmarshalJSON(b []byte) error {
+	var m map[string]value
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	if v, ok := m["sys_id"]; ok && v.Value != "" && !sysIDRe.MatchString(v.Value) {
+		return fmt.Errorf("a record's sys_id %s is not a sys_id (32 lowercase hex characters); refusing the response", quoteValue(v.Value))
+	}
+	*r = m
+	return nil
+}
+
+// quoteValue quotes response text for an error: escaped, at most 40 bytes.
+func quoteValue(s string) string {
+	if len(s) > 40 {
+		return strconv.QuoteToASCII(strings.ToValidUTF8(s[:40], "")) + "..."
+	}
+	return strconv.QuoteToASCII(s)
+}
 
 func (r record) get(name string) string { return r[name].Value }
 

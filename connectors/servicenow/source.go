@@ -39,6 +39,9 @@ type Options struct {
 	Logger                zerolog.Logger
 	// WrapTransport, when set, wraps the HTTP transport (metrics).
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// ListAwaiting also lists RITMs still awaiting approval
+	// (approval=requested), marked AwaitingApproval, for the auto policy tier.
+	ListAwaiting bool
 }
 
 // Source reads and reports RITMs of one catalog item.
@@ -110,6 +113,9 @@ func (s *Source) Name() string { return Name }
 // which offset paging over a shrinking result does.
 func (s *Source) approvedQuery(cursor string) string {
 	q := "active=true^approval=approved^cat_item=" + s.o.CatalogItem
+	if s.o.ListAwaiting {
+		q = "active=true^approvalINapproved,requested^cat_item=" + s.o.CatalogItem
+	}
 	if cursor != "" {
 		q += "^sys_id>" + cursor
 	}
@@ -226,13 +232,14 @@ func (s *Source) ticket(ctx context.Context, r record) (isync.Ticket, error) {
 	}
 	t.Closed = r.get("active") == "false" || state == s.o.ClosedComplete || state == s.o.ClosedIncomplete || state == "3" || state == "4" || state == "7"
 	t.Open = t.Open && !t.Closed
+	t.AwaitingApproval = s.o.ListAwaiting && !t.Closed && r.get("active") == "true" && r.get("approval") == "requested" && r.get("cat_item") == s.o.CatalogItem
 	if t.Key == "" {
 		t.Key = id
 	}
 	for _, v := range s.o.ExtraVariables {
 		t.Fields[v] = r.get("variables." + v)
 	}
-	if strings.TrimSpace(t.Image) == "" && t.Open {
+	if strings.TrimSpace(t.Image) == "" && (t.Open || t.AwaitingApproval) {
 		vars, err := s.variables(ctx, id)
 		if err != nil {
 			return isync.Ticket{}, err
@@ -411,4 +418,59 @@ func (s *Source) Check(ctx context.Context) error {
 		return fmt.Errorf("servicenow: %w", err)
 	}
 	return nil
+}
+
+var _ isync.ApprovalChecker = (*Source)(nil)
+
+// ApprovedBy implements isync.ApprovalChecker: the RITM's approvals
+// (sysapproval_approver, state=approved) whose approver is a member of group
+// (sys_user_grmember; group given by name or sys_id). It returns that
+// approver's name, or "" when none is in the group.
+func (s *Source) ApprovedBy(ctx context.Context, t isync.Ticket, group string) (string, error) {
+	if !sysIDRe.MatchString(t.ID) {
+		return "", fmt.Errorf("servicenow: %q is not a RITM sys_id", t.ID)
+	}
+	if strings.ContainsAny(group, "^\n\r") {
+		return "", fmt.Errorf("servicenow: security group %q cannot be used in an encoded query", group)
+	}
+	var approvals listResponse
+	p := url.Values{
+		"sysparm_query":                  {"sysapproval=" + t.ID + "^state=approved"},
+		"sysparm_fields":                 {"approver"},
+		"sysparm_display_value":          {"all"},
+		"sysparm_exclude_reference_link": {"true"},
+	}
+	if _, err := s.c.list(ctx, "/api/now/table/sysapproval_approver", p, &approvals); err != nil {
+		return "", fmt.Errorf("reading approvals of RITM %s: %w", t.Key, err)
+	}
+	names := map[string]string{}
+	var ids []string
+	for _, a := range approvals.Result {
+		if id := a["approver"].Value; sysIDRe.MatchString(id) {
+			names[id] = a["approver"].Display
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return "", nil
+	}
+	field := "group.name"
+	if sysIDRe.MatchString(group) {
+		field = "group"
+	}
+	var members listResponse
+	q := url.Values{
+		"sysparm_query":                  {field + "=" + group + "^userIN" + strings.Join(ids, ",")},
+		"sysparm_fields":                 {"user"},
+		"sysparm_exclude_reference_link": {"true"},
+	}
+	if _, err := s.c.list(ctx, "/api/now/table/sys_user_grmember", q, &members); err != nil {
+		return "", fmt.Errorf("reading members of group %q: %w", group, err)
+	}
+	for _, m := range members.Result {
+		if n, ok := names[m.get("user")]; ok {
+			return n, nil
+		}
+	}
+	return "", nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/chainguard-dev/image-request-bridge/internal/chainguard"
 	"github.com/chainguard-dev/image-request-bridge/internal/config"
 	"github.com/chainguard-dev/image-request-bridge/internal/metrics"
+	"github.com/chainguard-dev/image-request-bridge/internal/policy"
 	"github.com/chainguard-dev/image-request-bridge/internal/store"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
@@ -68,14 +69,14 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 		return nil, fmt.Errorf("unknown source %q: want servicenow or jira", o.Only)
 	}
 	if cfg.ServiceNow.Enabled && (o.Only == "" || o.Only == servicenow.Name) {
-		src, err := NewServiceNow(cfg.ServiceNow, log, wrapper(o.Metrics, servicenow.Name))
+		src, err := NewServiceNow(cfg.ServiceNow, log, wrapper(o.Metrics, servicenow.Name), cfg.Policy.HasAuto())
 		if err != nil {
 			return nil, err
 		}
 		a.Sources = append(a.Sources, src)
 	}
 	if cfg.Jira.Enabled && (o.Only == "" || o.Only == jira.Name) {
-		src, err := NewJira(cfg.Jira, log, wrapper(o.Metrics, jira.Name))
+		src, err := NewJira(cfg.Jira, log, wrapper(o.Metrics, jira.Name), cfg.Policy.HasAuto())
 		if err != nil {
 			return nil, err
 		}
@@ -143,6 +144,7 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 		ReadyPoll:    cfg.Bridge.ReadyPoll,
 		ReadyTimeout: cfg.Bridge.ReadyTimeout,
 		MaxImages:    cfg.Bridge.MaxImages,
+		Policy:       activePolicy(&cfg.Policy),
 		DailyLimit:   cfg.Bridge.DailyLimit,
 		Logger:       log,
 		Observer:     observer,
@@ -151,7 +153,8 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 }
 
 // NewServiceNow builds the ServiceNow source from its config section.
-func NewServiceNow(c config.ServiceNow, log zerolog.Logger, wrap func(http.RoundTripper) http.RoundTripper) (*servicenow.Source, error) {
+// listAwaiting also lists requests awaiting approval, for policy tier auto.
+func NewServiceNow(c config.ServiceNow, log zerolog.Logger, wrap func(http.RoundTripper) http.RoundTripper, listAwaiting bool) (*servicenow.Source, error) {
 	return servicenow.New(servicenow.Options{
 		InstanceURL: c.InstanceURL,
 		Auth: servicenow.Auth{
@@ -171,12 +174,20 @@ func NewServiceNow(c config.ServiceNow, log zerolog.Logger, wrap func(http.Round
 		Timeout:               c.Timeout,
 		Logger:                log,
 		WrapTransport:         wrap,
+		ListAwaiting:          listAwaiting,
 	})
 }
 
 // NewJira builds the Jira source from its config section.
-func NewJira(c config.Jira, log zerolog.Logger, wrap func(http.RoundTripper) http.RoundTripper) (*jira.Source, error) {
+// listAwaiting also lists requests awaiting approval (jira.awaiting_jql),
+// for policy tier auto.
+func NewJira(c config.Jira, log zerolog.Logger, wrap func(http.RoundTripper) http.RoundTripper, listAwaiting bool) (*jira.Source, error) {
+	awaiting := ""
+	if listAwaiting {
+		awaiting = c.AwaitingJQL
+	}
 	return jira.New(jira.Options{
+		AwaitingJQL:        awaiting,
 		URL:                c.URL,
 		Deployment:         c.Deployment,
 		Email:              c.Email,
@@ -192,6 +203,15 @@ func NewJira(c config.Jira, log zerolog.Logger, wrap func(http.RoundTripper) htt
 		Logger:             log,
 		WrapTransport:      wrap,
 	})
+}
+
+// activePolicy returns p when it has rules or a non-default tier, else nil: no
+// policy section means "the ITSM approval is required", the plain behaviour.
+func activePolicy(p *policy.Policy) *policy.Policy {
+	if len(p.Rules) == 0 && (p.Default == "" || p.Default == policy.Approval) {
+		return nil
+	}
+	return p
 }
 
 // wrapper returns the metrics transport wrapper for upstream, or nil.

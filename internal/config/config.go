@@ -13,6 +13,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/chainguard-dev/image-request-bridge/internal/policy"
 	"net"
 	"net/url"
 	"os"
@@ -74,13 +75,14 @@ const (
 
 // Config is the whole configuration file.
 type Config struct {
-	Bridge     Bridge     `yaml:"bridge"`
-	Log        Log        `yaml:"log"`
-	State      State      `yaml:"state"`
-	Chainguard Chainguard `yaml:"chainguard"`
-	ServiceNow ServiceNow `yaml:"servicenow"`
-	Jira       Jira       `yaml:"jira"`
-	Server     Server     `yaml:"server"`
+	Bridge     Bridge        `yaml:"bridge"`
+	Log        Log           `yaml:"log"`
+	State      State         `yaml:"state"`
+	Chainguard Chainguard    `yaml:"chainguard"`
+	ServiceNow ServiceNow    `yaml:"servicenow"`
+	Jira       Jira          `yaml:"jira"`
+	Server     Server        `yaml:"server"`
+	Policy     policy.Policy `yaml:"policy"`
 
 	file     string          // for error messages
 	lines    map[string]int  // key path -> line, for error messages
@@ -222,6 +224,9 @@ type Jira struct {
 	Timeout           time.Duration `yaml:"timeout"`
 	WebhookSecret     secret.Secret `yaml:"webhook_secret,omitempty"`
 	WebhookSecretFile string        `yaml:"webhook_secret_file,omitempty"`
+	// AwaitingJQL selects requests still awaiting approval, for policy rules
+	// with tier auto (e.g. project = IMG AND status = "Waiting for approval").
+	AwaitingJQL string `yaml:"awaiting_jql,omitempty"`
 }
 
 // IsCloud reports whether the Jira site is Jira Cloud: deployment cloud, or

@@ -287,6 +287,21 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string, line int) {
 		for i, c := range n.Content {
 			d.walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), c.Line)
 		}
+	case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String:
+		// Free keys (policy rule fields: environment, team, …): any name, each
+		// value checked against the element type.
+		if n.Kind != yaml.MappingNode {
+			d.fail(line, path, "must be a section of keys, such as { environment: [dev] }")
+			d.nullify(n)
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if !d.visit() {
+				return
+			}
+			k, v := n.Content[i], n.Content[i+1]
+			d.walk(v, t.Elem(), path+"."+k.Value, v.Line)
+		}
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			d.fail(line, path, "must be a section of keys, not a single value or a list")

@@ -71,6 +71,9 @@ func (c *Config) problems() []*FieldError {
 		k.jira()
 	}
 	k.server()
+	if err := c.Policy.Validate(); err != nil {
+		k.add("policy", "%v", err)
+	}
 	return k.errs
 }
 
