@@ -94,6 +94,17 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 		return classify(fmt.Errorf("listing transitions of %s: %w", t.Key, err))
 	}
 	tr, ok := pickTransition(list.Transitions, name)
+	if !ok && t.AwaitingApproval && s.o.ApproveTransition != "" {
+		// Served by the auto policy tier while still awaiting approval: take
+		// the workflow's approval step first (it carries no comment).
+		if err := s.approve(ctx, t, list.Transitions); err != nil {
+			return err
+		}
+		if err := doJSON(ctx, s.c, http.MethodGet, path+"?expand=transitions.fields", nil, &list); err != nil {
+			return classify(fmt.Errorf("listing transitions of %s: %w", t.Key, err))
+		}
+		tr, ok = pickTransition(list.Transitions, name)
+	}
 	if !ok {
 		var names []string
 		for _, x := range list.Transitions {
@@ -184,4 +195,18 @@ func hasAll(body string, lines []string) bool {
 		}
 	}
 	return true
+}
+
+// approve takes the configured approval transition (jira.transitions.approve).
+func (s *Source) approve(ctx context.Context, t isync.Ticket, ts []transition) error {
+	tr, ok := pickTransition(ts, s.o.ApproveTransition)
+	if !ok {
+		return isync.Blocked("jira:transition", fmt.Sprintf("the policy lets the bridge serve %s without approval, but no transition named %q is available from its status %q; fix jira.transitions.approve",
+			t.Key, s.o.ApproveTransition, t.Fields["status"]), nil)
+	}
+	payload := map[string]any{"transition": map[string]string{"id": tr.ID}}
+	if err := doJSON(ctx, s.c, http.MethodPost, "rest/api/2/issue/"+t.ID+"/transitions", payload, nil); err != nil {
+		return classify(fmt.Errorf("approving %s with %q: %w", t.Key, tr.Name, err))
+	}
+	return nil
 }

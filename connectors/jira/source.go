@@ -35,13 +35,16 @@ type Options struct {
 	ExtraFields        []string
 	// Transitions by name; when none of that name is available from an issue's
 	// status, the one leading to a status of that name is used.
-	DoneTransition     string        // default "Done"
-	RejectedTransition string        // default "Reject"
-	PageSize           int           // issues per search page (default 50)
-	Timeout            time.Duration // per HTTP request (default 30s)
-	RetryMax           int           // retries of a read (default 4)
-	RetryWaitMax       time.Duration // longest wait between retries and longest Retry-After honoured in place (default 30s)
-	Logger             zerolog.Logger
+	DoneTransition     string // default "Done"
+	RejectedTransition string // default "Reject"
+	// ApproveTransition is taken first on an issue the auto policy tier
+	// serves while it still awaits approval (e.g. "Approve"); "" = none.
+	ApproveTransition string
+	PageSize          int           // issues per search page (default 50)
+	Timeout           time.Duration // per HTTP request (default 30s)
+	RetryMax          int           // retries of a read (default 4)
+	RetryWaitMax      time.Duration // longest wait between retries and longest Retry-After honoured in place (default 30s)
+	Logger            zerolog.Logger
 	// WrapTransport, when set, wraps the HTTP transport (metrics).
 	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// AwaitingJQL, when set, selects requests still awaiting approval, listed

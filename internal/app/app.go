@@ -198,6 +198,7 @@ func NewJira(c config.Jira, log zerolog.Logger, wrap func(http.RoundTripper) htt
 		ExtraFields:        c.Fields.Extra,
 		DoneTransition:     c.Transitions.Done,
 		RejectedTransition: c.Transitions.Rejected,
+		ApproveTransition:  c.Transitions.Approve,
 		PageSize:           c.PageSize,
 		Timeout:            c.Timeout,
 		Logger:             log,

@@ -264,6 +264,9 @@ type JiraFields struct {
 type Transitions struct {
 	Done     string `yaml:"done"`
 	Rejected string `yaml:"rejected"`
+	// Approve is taken first on an issue the auto policy tier serves while
+	// it still awaits approval (optional, e.g. "Approve").
+	Approve string `yaml:"approve,omitempty"`
 }
 
 // Server configures the HTTP server (webhooks, health, metrics).

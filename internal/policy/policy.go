@@ -38,7 +38,7 @@ type Rule struct {
 	Name   string              `yaml:"name"`
 	Images []string            `yaml:"images"` // globs on the catalog name: "python*", "*-fips"
 	Tiers  []string            `yaml:"tiers"`  // catalog tiers, case-insensitive: BASE, FIPS, AI, …
-	Fields map[string][]string `yaml:"fields"` // ticket field → accepted values, case-insensitive
+	Fields map[string][]string `yaml:"fields"` // ticket field → accepted values; names and values case-insensitive
 	Tier   Tier                `yaml:"tier"`
 	Reason string              `yaml:"reason"` // deny: what the requester is told
 }
@@ -154,10 +154,25 @@ func (r Rule) matches(in Input) bool {
 		return false
 	}
 	for field, values := range r.Fields {
-		got := strings.TrimSpace(in.Fields[field])
+		got := strings.TrimSpace(lookup(in.Fields, field))
 		if !slices.ContainsFunc(values, func(v string) bool { return strings.EqualFold(v, got) }) {
 			return false
 		}
 	}
 	return true
+}
+
+// lookup reads a ticket field by name, case-insensitively: ServiceNow
+// variables are lower case ("environment"), Jira field names are not
+// ("Environment").
+func lookup(fields map[string]string, name string) string {
+	if v, ok := fields[name]; ok {
+		return v
+	}
+	for k, v := range fields {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
 }

@@ -59,12 +59,13 @@ type harness struct {
 }
 
 type harnessOpts struct {
-	pageSize    int
-	concurrency int
-	cgOpts      []cgfake.Option
-	snOpts      []snfake.Option
-	wrapStore   func(isync.Store) isync.Store
-	engineOpts  func(*isync.Options)
+	pageSize     int
+	concurrency  int
+	cgOpts       []cgfake.Option
+	snOpts       []snfake.Option
+	wrapStore    func(isync.Store) isync.Store
+	engineOpts   func(*isync.Options)
+	listAwaiting bool
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -92,6 +93,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		PageSize:       o.pageSize,
 		Timeout:        5 * time.Second,
 		RetryWaitMax:   50 * time.Millisecond,
+		ListAwaiting:   o.listAwaiting,
 	})
 	if err != nil {
 		t.Fatalf("servicenow source: %v", err)

@@ -51,11 +51,15 @@ func (h *jiraHarness) engine(sources ...isync.Source) *isync.Engine {
 	if len(sources) == 0 {
 		sources = []isync.Source{h.jsrc}
 	}
-	return isync.New(h.store, h.prov, sources, isync.Options{
+	o := isync.Options{
 		Instance: "test-bridge", Version: "test", Concurrency: 4,
 		BackoffMin: time.Minute, BackoffMax: 10 * time.Minute,
 		Now: h.clock.Now, Logger: testLogger(h.t),
-	})
+	}
+	if h.opts.engineOpts != nil {
+		h.opts.engineOpts(&o)
+	}
+	return isync.New(h.store, h.prov, sources, o)
 }
 
 func (h *jiraHarness) issue(image string, mod func(*jfake.Issue)) jfake.Issue {
@@ -258,9 +262,13 @@ func TestJiraNonDefaultWorkflow(t *testing.T) {
 }
 
 func mustJira(t *testing.T, h *jiraHarness, jql string) *jira.Source {
+	return mustJiraAwaiting(t, h, jql, "")
+}
+
+func mustJiraAwaiting(t *testing.T, h *jiraHarness, jql, awaiting string) *jira.Source {
 	t.Helper()
 	o := jira.Options{URL: h.jf.URL(), Deployment: h.jf.Deployment(), JQL: jql, ImageField: "Image name", JustificationField: "Justification",
-		Timeout: 5 * time.Second, RetryWaitMax: 50 * time.Millisecond}
+		ExtraFields: []string{"Environment"}, AwaitingJQL: awaiting, ApproveTransition: "Approve", Timeout: 5 * time.Second, RetryWaitMax: 50 * time.Millisecond}
 	if h.jf.Deployment() == jfake.Cloud {
 		o.Email, o.APIToken = jfake.DefaultEmail, secret.New(jfake.DefaultAPIToken)
 	} else {
