@@ -91,3 +91,34 @@ func TestPolicyJira(t *testing.T) {
 		})
 	}
 }
+
+// Security tier on Jira: allowed when a JSM approver is in the security
+// group, refused (closed with the reason) when none is.
+func TestPolicySecurityJira(t *testing.T) {
+	for _, dep := range deployments {
+		t.Run(dep, func(t *testing.T) {
+			h := newJiraHarness(t, dep, harnessOpts{engineOpts: withPolicy})
+			sec := jfake.User{AccountID: "5b10ac8d82e05b22cc7d4e01", Name: "sam.sec", Key: "JIRAUSER10201", DisplayName: "Sam Security"}
+			dev := jfake.User{AccountID: "5b10ac8d82e05b22cc7d4e02", Name: "dan.dev", Key: "JIRAUSER10202", DisplayName: "Dan Lead"}
+			h.jf.AddGroupMember("Security Review", sec)
+			allowed := h.issue("python-fips", nil)
+			refused := h.issue("node-fips", nil)
+			h.jf.SetApprovals(allowed.Key, jfake.Approval{ID: "1", Name: "Security", FinalDecision: "approved",
+				Approvers: []jfake.ApproverDecision{{User: dev, Decision: "approved"}, {User: sec, Decision: "approved"}}})
+			h.jf.SetApprovals(refused.Key, jfake.Approval{ID: "2", Name: "Manager", FinalDecision: "approved",
+				Approvers: []jfake.ApproverDecision{{User: dev, Decision: "approved"}, {User: sec, Decision: "pending"}}})
+			h.pass(h.engine())
+			if c := h.comments(allowed.Key); h.status(allowed.Key) != "Done" || len(c) != 1 || !strings.Contains(c[0], "Sam Security") {
+				t.Errorf("allowed: status %s comments %q", h.status(allowed.Key), c)
+			}
+			if c := h.comments(refused.Key); h.status(refused.Key) != "Rejected" || len(c) != 1 || !strings.Contains(c[0], "Security Review") {
+				t.Errorf("refused: status %s comments %q", h.status(refused.Key), c)
+			}
+			for _, r := range h.cg.OrgRepos() {
+				if r.GetName() == "node-fips" {
+					t.Error("node-fips was provisioned without a security approval")
+				}
+			}
+		})
+	}
+}

@@ -107,6 +107,8 @@ type Server struct {
 	changelogID int
 	requests    []*Request
 	faults      []*activeFault
+	approvals   map[string][]Approval // JSM approvals by upper-case issue key
+	groups      map[string][]User     // group name → members
 }
 
 // Option configures a Server.
@@ -386,6 +388,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.writeNotFound(w, r)
 		return
 	}
+	if sd, ok := strings.CutPrefix(path, "/rest/servicedeskapi/request/"); ok {
+		if key, ok := strings.CutSuffix(strings.TrimSuffix(sd, "/"), "/approval"); ok && !strings.Contains(key, "/") {
+			s.only(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.serveApprovals(w, r, key) })
+			return
+		}
+		s.writeNotFound(w, r)
+		return
+	}
 	rest, ok := strings.CutPrefix(path, "/rest/api/2/")
 	if !ok {
 		rest, ok = strings.CutPrefix(path, "/rest/api/latest/")
@@ -396,6 +406,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	seg := strings.Split(strings.TrimSuffix(rest, "/"), "/")
 	switch {
+	case rest == "group/member":
+		s.only(w, r, http.MethodGet, s.serveGroupMembers)
 	case rest == "serverInfo":
 		s.only(w, r, http.MethodGet, s.serveServerInfo)
 	case rest == "myself":
