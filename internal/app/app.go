@@ -23,6 +23,7 @@ import (
 	"github.com/chainguard-dev/image-request-bridge/internal/config"
 	"github.com/chainguard-dev/image-request-bridge/internal/metrics"
 	"github.com/chainguard-dev/image-request-bridge/internal/policy"
+	"github.com/chainguard-dev/image-request-bridge/internal/ratelimit"
 	"github.com/chainguard-dev/image-request-bridge/internal/store"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
@@ -69,14 +70,14 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 		return nil, fmt.Errorf("unknown source %q: want servicenow or jira", o.Only)
 	}
 	if cfg.ServiceNow.Enabled && (o.Only == "" || o.Only == servicenow.Name) {
-		src, err := NewServiceNow(cfg.ServiceNow, log, wrapper(o.Metrics, servicenow.Name), cfg.Policy.HasAuto())
+		src, err := NewServiceNow(cfg.ServiceNow, log, wrapper(o.Metrics, servicenow.Name, cfg.ServiceNow.RateLimit), cfg.Policy.HasAuto())
 		if err != nil {
 			return nil, err
 		}
 		a.Sources = append(a.Sources, src)
 	}
 	if cfg.Jira.Enabled && (o.Only == "" || o.Only == jira.Name) {
-		src, err := NewJira(cfg.Jira, log, wrapper(o.Metrics, jira.Name), cfg.Policy.HasAuto())
+		src, err := NewJira(cfg.Jira, log, wrapper(o.Metrics, jira.Name, cfg.Jira.RateLimit), cfg.Policy.HasAuto())
 		if err != nil {
 			return nil, err
 		}
@@ -109,9 +110,14 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 	if cfg.Chainguard.TokenFile == "" && cfg.Chainguard.Identity == "" {
 		co.Token = cfg.Chainguard.Token.Reveal()
 	}
+	// The limiter sits inside the metrics interceptor, so waiting for a slot
+	// is not counted as upstream time.
+	var interceptors []grpc.UnaryClientInterceptor
 	if o.Metrics != nil {
-		co.DialOptions = []grpc.DialOption{grpc.WithChainUnaryInterceptor(o.Metrics.UnaryClientInterceptor("chainguard"))}
+		interceptors = append(interceptors, o.Metrics.UnaryClientInterceptor("chainguard"))
 	}
+	interceptors = append(interceptors, limiter(cfg.Chainguard.RateLimit).UnaryClientInterceptor())
+	co.DialOptions = []grpc.DialOption{grpc.WithChainUnaryInterceptor(interceptors...)}
 	prov, err := chainguard.New(ctx, co)
 	if err != nil {
 		_ = st.Close()
@@ -215,12 +221,20 @@ func activePolicy(p *policy.Policy) *policy.Policy {
 	return p
 }
 
-// wrapper returns the metrics transport wrapper for upstream, or nil.
-func wrapper(m *metrics.Metrics, upstream string) func(http.RoundTripper) http.RoundTripper {
-	if m == nil {
-		return nil
+// wrapper returns the transport wrapper for upstream: the rate limiter, with
+// the metrics (when set) counting the calls that go out.
+func wrapper(m *metrics.Metrics, upstream string, rl config.RateLimit) func(http.RoundTripper) http.RoundTripper {
+	l := limiter(rl)
+	return func(next http.RoundTripper) http.RoundTripper {
+		if m != nil {
+			next = m.RoundTripper(upstream, next)
+		}
+		return l.RoundTripper(next)
 	}
-	return func(next http.RoundTripper) http.RoundTripper { return m.RoundTripper(upstream, next) }
+}
+
+func limiter(rl config.RateLimit) *ratelimit.Limiter {
+	return ratelimit.New(rl.RequestsPerSecond, rl.Burst, rl.Concurrency)
 }
 
 // Ready checks, at most every readyTTL, that the store answers and that every

@@ -160,6 +160,30 @@ type Chainguard struct {
 	Issuer    string `yaml:"issuer"`
 	Provision string `yaml:"provision"` // auto | repo | entitlement
 	Registry  string `yaml:"registry"`  // default cgr.dev
+	// RateLimit paces calls to the Chainguard API (default 20/s, burst 10, 8 at once).
+	RateLimit RateLimit `yaml:"rate_limit"`
+}
+
+// RateLimit paces the calls to one upstream: at most RequestsPerSecond
+// (bursts of Burst) with at most Concurrency in flight; a 429/503 with
+// Retry-After or X-RateLimit-Reset pauses the upstream. Zero values take the
+// section's defaults; a negative RequestsPerSecond means no rate limit.
+type RateLimit struct {
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	Burst             int     `yaml:"burst"`
+	Concurrency       int     `yaml:"concurrency"`
+}
+
+func (r *RateLimit) defaults(rps float64, burst, concurrency int) {
+	if r.RequestsPerSecond == 0 {
+		r.RequestsPerSecond = rps
+	}
+	if r.Burst == 0 {
+		r.Burst = burst
+	}
+	if r.Concurrency == 0 {
+		r.Concurrency = concurrency
+	}
 }
 
 // ServiceNow configures the ServiceNow source.
@@ -178,6 +202,9 @@ type ServiceNow struct {
 	Timeout           time.Duration `yaml:"timeout"`
 	WebhookSecret     secret.Secret `yaml:"webhook_secret,omitempty"`
 	WebhookSecretFile string        `yaml:"webhook_secret_file,omitempty"`
+	// RateLimit paces calls to the instance (default 10/s, burst 5, 4 at once:
+	// inbound REST runs in a small per-node thread pool).
+	RateLimit RateLimit `yaml:"rate_limit"`
 }
 
 // UsesOAuth reports whether ServiceNow is reached with OAuth rather than basic
@@ -227,6 +254,8 @@ type Jira struct {
 	// AwaitingJQL selects requests still awaiting approval, for policy rules
 	// with tier auto (e.g. project = IMG AND status = "Waiting for approval").
 	AwaitingJQL string `yaml:"awaiting_jql,omitempty"`
+	// RateLimit paces calls to Jira (default 10/s, burst 5, 4 at once).
+	RateLimit RateLimit `yaml:"rate_limit"`
 }
 
 // IsCloud reports whether the Jira site is Jira Cloud: deployment cloud, or
@@ -335,6 +364,7 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&cg.Issuer, DefaultChainguardIssuer)
 	setDefault(&cg.Provision, DefaultProvision)
 	setDefault(&cg.Registry, DefaultRegistry)
+	cg.RateLimit.defaults(20, 10, 8)
 
 	sn := &c.ServiceNow
 	if sn.UsesOAuth() {
@@ -351,6 +381,7 @@ func (c *Config) ApplyDefaults() {
 	if sn.Timeout == 0 {
 		sn.Timeout = DefaultTimeout
 	}
+	sn.RateLimit.defaults(10, 5, 4)
 
 	j := &c.Jira
 	setDefault(&j.Deployment, DeploymentAuto)
@@ -363,6 +394,7 @@ func (c *Config) ApplyDefaults() {
 	if j.Timeout == 0 {
 		j.Timeout = DefaultTimeout
 	}
+	j.RateLimit.defaults(10, 5, 4)
 
 	setDefault(&c.Server.Listen, DefaultListen)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -263,6 +264,17 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string, line int) {
 			return
 		}
 		n.Value, n.Tag, n.Style = strconv.Itoa(v), "!!int", 0
+	case t.Kind() == reflect.Float64:
+		if !d.scalar(n, path, line) {
+			return
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(n.Value), 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			d.fail(line, path, "must be a number, such as 10 or 0.5")
+			d.nullify(n)
+			return
+		}
+		n.Value, n.Tag, n.Style = strconv.FormatFloat(v, 'g', -1, 64), "!!float", 0
 	case t.Kind() == reflect.Bool:
 		if !d.scalar(n, path, line) {
 			return
