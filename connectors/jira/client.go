@@ -93,8 +93,31 @@ func (a *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.SetBasicAuth(a.email, a.token.Reveal())
 	}
 	r.Header.Set("Accept", "application/json")
-	return a.next.RoundTrip(r)
+	resp, err := a.next.RoundTrip(r)
+	if err != nil || resp == nil || resp.Body == nil {
+		return resp, err
+	}
+	// An answer that echoes the credentials (a proxy, an error page) must not
+	// carry them into errors, logs or comments: every body is read here and
+	// scrubbed before go-jira or the bridge sees it.
+	data, rerr := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	resp.Body.Close()
+	if rerr == nil && len(data) > maxAnswer {
+		rerr = fmt.Errorf("Jira %s %s: the answer is larger than %d MiB", r.Method, r.URL.Path, maxAnswer>>20)
+	}
+	if rerr != nil {
+		return nil, rerr
+	}
+	tok := a.token.Reveal()
+	data = secret.Scrub(data, tok, a.email+":"+tok)
+	resp.Body = io.NopCloser(bytes.NewReader(data))
+	resp.ContentLength = int64(len(data))
+	resp.Header.Del("Content-Length")
+	return resp, nil
 }
+
+// maxAnswer bounds how much of one Jira answer is read.
+const maxAnswer = 64 << 20
 
 // newHTTPClient returns the *http.Client go-jira uses: retryablehttp with
 // PassthroughErrorHandler (Jira's error bodies reach the error), retrying reads

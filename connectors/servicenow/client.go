@@ -184,6 +184,9 @@ func (c *client) doOnce(ctx context.Context, method, path string, query url.Valu
 	if err != nil {
 		return nil, fmt.Errorf("ServiceNow %s %s: reading response: %w", method, path, err)
 	}
+	c.tokMu.Lock()
+	data = c.scrubLocked(data)
+	c.tokMu.Unlock()
 	if looksHTML(resp, data) {
 		return nil, fmt.Errorf("ServiceNow %s %s: HTTP %d: %w", method, path, resp.StatusCode, ErrHTML)
 	}
@@ -303,6 +306,7 @@ func (c *client) grant(ctx context.Context, form url.Values) (string, error) {
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data = c.scrubLocked(data)
 	var tr struct {
 		AccessToken  string `json:"access_token"`
 		RefreshToken string `json:"refresh_token"`
@@ -324,6 +328,21 @@ func (c *client) grant(ctx context.Context, form url.Values) (string, error) {
 	}
 	c.expiresAt = c.now().Add(time.Duration(tr.ExpiresIn) * time.Second)
 	return c.token, nil
+}
+
+// scrubLocked removes from an answer every credential this client sends
+// (password, client secret, OAuth tokens, the Basic auth pair), so that an
+// instance or proxy echoing them cannot carry them into errors, logs or
+// notes. The caller holds tokMu.
+func (c *client) scrubLocked(data []byte) []byte {
+	vals := []string{c.token, c.refresh}
+	if p := c.auth.Password.Reveal(); p != "" {
+		vals = append(vals, p, c.auth.Username+":"+p)
+	}
+	if cs := c.auth.ClientSecret.Reveal(); cs != "" {
+		vals = append(vals, cs, c.auth.ClientID+":"+cs)
+	}
+	return secret.Scrub(data, vals...)
 }
 
 // list GETs a table and returns the response headers (Link, X-Total-Count).

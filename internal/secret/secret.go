@@ -7,10 +7,14 @@
 package secret
 
 import (
+	"bytes"
 	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 
 	"gopkg.in/yaml.v3"
 )
@@ -134,4 +138,40 @@ func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
 	}
 	*s = New(n.Value)
 	return nil
+}
+
+// Scrub returns b with every occurrence of each value replaced by
+// Placeholder, also in the forms a credential travels or is echoed in: inside
+// a JSON string, URL-encoded (a form or query) and base64 (a Basic auth
+// header, which encodes "user:password": pass such pairs as values too). It
+// is for answers an upstream sent, whose text the bridge shows in errors, logs
+// and notes: a proxy or an API that echoes the request's credentials must not
+// carry them further. Values shorter than 4 bytes are ignored. b is returned
+// as is when it holds none of them.
+func Scrub(b []byte, values ...string) []byte {
+	for _, v := range values {
+		if len(v) < 4 {
+			continue
+		}
+		for _, form := range scrubForms(v) {
+			if bytes.Contains(b, form) {
+				b = bytes.ReplaceAll(b, form, []byte(Placeholder))
+			}
+		}
+	}
+	return b
+}
+
+func scrubForms(v string) [][]byte {
+	forms := [][]byte{[]byte(v), []byte(url.QueryEscape(v)), []byte(url.PathEscape(v)), []byte(base64.StdEncoding.EncodeToString([]byte(v)))}
+	for _, html := range []bool{true, false} {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(html)
+		if enc.Encode(v) == nil {
+			q := bytes.TrimSpace(buf.Bytes())
+			forms = append(forms, q[1:len(q)-1])
+		}
+	}
+	return forms
 }

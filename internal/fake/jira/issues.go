@@ -190,6 +190,7 @@ func (s *Server) AddIssue(i Issue) Issue {
 	}
 	rec := &issueRecord{issue: i}
 	s.issues[i.ID] = rec
+	s.changedLocked()
 	s.keys[i.Key] = i.ID
 	s.order = append(s.order, i.ID)
 	return i.clone()
@@ -343,6 +344,7 @@ func (s *Server) AddComment(key, body string, author User) (Comment, bool) {
 	}
 	now := s.now()
 	rec.issue.Updated = now
+	s.changedLocked()
 	return s.appendCommentLocked(rec, body, author, now), true
 }
 
@@ -350,6 +352,7 @@ func (s *Server) appendCommentLocked(rec *issueRecord, body string, author User,
 	c := Comment{ID: strconv.Itoa(s.nextComment), Body: body, Author: author, Created: at}
 	s.nextComment++
 	rec.comments = append(rec.comments, c)
+	s.changedLocked()
 	return c
 }
 
@@ -393,6 +396,7 @@ func (s *Server) Update(key string, fn func(*Issue)) {
 		}
 	}
 	rec.issue = next
+	s.changedLocked()
 	s.recordHistoryLocked(rec, DefaultApprover, now, items)
 }
 
@@ -419,6 +423,7 @@ func (s *Server) recordHistoryLocked(rec *issueRecord, author User, at time.Time
 	}
 	s.changelogID++
 	rec.histories = append(rec.histories, history{id: strconv.Itoa(s.changelogID), author: author, created: at, items: items})
+	s.changedLocked()
 }
 
 // Property returns the value of an issue entity property.
@@ -926,6 +931,7 @@ func (s *Server) servePostComment(w http.ResponseWriter, r *http.Request, idOrKe
 	}
 	now := s.now()
 	rec.issue.Updated = now
+	s.changedLocked()
 	c := s.appendCommentLocked(rec, body, s.Myself(), now)
 	writeJSON(w, http.StatusCreated, s.commentJSON(rec, c))
 }
@@ -994,10 +1000,12 @@ func (s *Server) serveProperty(w http.ResponseWriter, r *http.Request, idOrKey, 
 	case http.MethodPut:
 		if idx < 0 {
 			rec.props = append(rec.props, property{key, value})
+			s.changedLocked()
 			writeRaw(w, http.StatusCreated, nil)
 			return
 		}
 		rec.props[idx].value = value
+		s.changedLocked()
 		writeRaw(w, http.StatusOK, nil)
 	case http.MethodDelete:
 		if idx < 0 {
@@ -1005,6 +1013,7 @@ func (s *Server) serveProperty(w http.ResponseWriter, r *http.Request, idOrKey, 
 			return
 		}
 		rec.props = slices.Delete(rec.props, idx, idx+1)
+		s.changedLocked()
 		writeNoContent(w)
 	default:
 		writeMethodNotAllowed(w, http.MethodGet, http.MethodPut, http.MethodDelete)

@@ -683,6 +683,9 @@ func (s *Server) compileClauseLocked(c jqlClause) (issuePred, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.kind == kDate {
+		s.jqlClock = true // relative dates and now() move with the clock
+	}
 	if !slices.Contains(kindOperators[f.kind], c.op) {
 		return nil, jqlError("The operator '" + c.op + "' is not supported by the '" + f.name + "' field.")
 	}
@@ -1122,22 +1125,90 @@ func (s *Server) sortKeyFunc(f *jqlField) (func(*issueRecord) sortKey, error) {
 
 // searchLocked runs a query and returns the matching issues in order. It
 // reports whether the query has a restriction (is bounded).
+//
+// Paging a search runs the same query once per page. Results are cached by
+// query text until an issue changes (s.gen), except for queries on dates,
+// whose results move with the clock; a query that pins one issue by id
+// ("... AND id = 10001", how the bridge re-reads an issue) looks only at it.
+// The returned slice is shared with the cache: callers must not modify it.
 func (s *Server) searchLocked(jql string) ([]*issueRecord, bool, error) {
+	if c, ok := s.searches[jql]; ok && c.gen == s.gen {
+		return c.out, c.bounded, nil
+	}
 	q, err := parseJQL(jql)
 	if err != nil {
 		return nil, false, err
 	}
+	s.jqlClock = false
 	pred, order, err := s.compileJQLLocked(q)
 	if err != nil {
 		return nil, false, err
 	}
+	candidates := s.order
+	if id, ok := pinnedID(q.where); ok {
+		candidates = nil
+		if _, exists := s.issues[id]; exists {
+			candidates = []string{id}
+		}
+	}
 	var out []*issueRecord
-	for _, id := range s.order {
+	for _, id := range candidates {
 		rec := s.issues[id]
 		if pred == nil || pred(rec) {
 			out = append(out, rec)
 		}
 	}
 	slices.SortStableFunc(out, order)
-	return out, q.where != nil, nil
+	bounded := q.where != nil
+	if !s.jqlClock {
+		if s.searches == nil || len(s.searches) >= maxCachedSearches {
+			s.searches = map[string]cachedSearch{}
+		}
+		s.searches[jql] = cachedSearch{gen: s.gen, out: out, bounded: bounded}
+	}
+	return out, bounded, nil
+}
+
+// maxCachedSearches bounds the search cache; it is emptied when full.
+const maxCachedSearches = 16
+
+// cachedSearch is a search result, valid while s.gen is unchanged.
+type cachedSearch struct {
+	gen     uint64
+	out     []*issueRecord
+	bounded bool
+}
+
+// changedLocked records that an issue was added or changed: cached search
+// results are stale.
+func (s *Server) changedLocked() { s.gen++ }
+
+// pinnedID returns N when where is a conjunction one of whose terms is
+// "id = N" (one value, digits only): no other issue can match.
+func pinnedID(where jqlExpr) (string, bool) {
+	switch e := where.(type) {
+	case jqlAnd:
+		if id, ok := pinnedID(e.l); ok {
+			return id, true
+		}
+		return pinnedID(e.r)
+	case jqlClause:
+		if strings.EqualFold(e.field.name, "id") && e.field.num == "" && e.op == "=" && len(e.values) == 1 &&
+			e.values[0].fn == "" && !e.values[0].empty && isDigits(e.values[0].text) {
+			return e.values[0].text, true
+		}
+	}
+	return "", false
+}
+
+func isDigits(v string) bool {
+	if v == "" {
+		return false
+	}
+	for _, r := range v {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }

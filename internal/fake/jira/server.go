@@ -107,8 +107,11 @@ type Server struct {
 	changelogID int
 	requests    []*Request
 	faults      []*activeFault
-	approvals   map[string][]Approval // JSM approvals by upper-case issue key
-	groups      map[string][]User     // group name → members
+	gen         uint64                  // bumped by every change to an issue
+	searches    map[string]cachedSearch // by JQL, see searchLocked
+	jqlClock    bool                    // the query being compiled reads the clock
+	approvals   map[string][]Approval   // JSM approvals by upper-case issue key
+	groups      map[string][]User       // group name → members
 }
 
 // Option configures a Server.
@@ -558,6 +561,11 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 
 // marshal encodes v as JSON without escaping <, > and &, like Jira.
 func marshal(v any) ([]byte, error) {
+	return appendJSON(nil, v)
+}
+
+// marshalStd encodes v with encoding/json, without escaping <, > and &.
+func marshalStd(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -575,25 +583,7 @@ type member struct {
 	value any
 }
 
-func (o object) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteByte('{')
-	for i, m := range o {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		k, _ := marshal(m.key)
-		v, err := marshal(m.value)
-		if err != nil {
-			return nil, err
-		}
-		buf.Write(k)
-		buf.WriteByte(':')
-		buf.Write(v)
-	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
-}
+func (o object) MarshalJSON() ([]byte, error) { return appendJSON(nil, o) }
 
 // get returns the value of key, if present.
 func (o object) get(key string) (any, bool) {

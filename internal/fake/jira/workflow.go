@@ -491,6 +491,7 @@ func (s *Server) servePostTransition(w http.ResponseWriter, r *http.Request, idO
 	}
 	is.Status = t.To
 	is.Updated = now
+	s.changedLocked()
 	s.recordHistoryLocked(rec, me, now, items)
 	for _, body := range comments {
 		s.appendCommentLocked(rec, body, me, now)

@@ -135,17 +135,23 @@ func parseCondition(term string) (condition, bool) {
 
 // matches reports whether r satisfies q.
 func (q query) matches(r row) bool {
+	return q.matchesFunc(func(field string) cell { return r[field] })
+}
+
+// matchesFunc reports whether the record whose fields get returns satisfies
+// q; a field the record does not have is the zero cell.
+func (q query) matchesFunc(get func(field string) cell) bool {
 	for _, alt := range q.alternatives {
-		if matchAll(alt, r) {
+		if matchAll(alt, get) {
 			return true
 		}
 	}
 	return false
 }
 
-func matchAll(and [][]condition, r row) bool {
+func matchAll(and [][]condition, get func(string) cell) bool {
 	for _, or := range and {
-		if !slices.ContainsFunc(or, func(c condition) bool { return c.matches(r) }) {
+		if !slices.ContainsFunc(or, func(c condition) bool { return c.matchesCell(get(c.field)) }) {
 			return false
 		}
 	}
@@ -156,8 +162,10 @@ func matchAll(and [][]condition, r row) bool {
 // platform's SQL, an empty value is NULL: it satisfies "=" with an empty
 // value and ISEMPTY, but never "!=", NOT IN, NOT LIKE or a comparison, so
 // "assignment_group!=X" leaves out items with no assignment group.
-func (c condition) matches(r row) bool {
-	f := r[c.field]
+func (c condition) matches(r row) bool { return c.matchesCell(r[c.field]) }
+
+// matchesCell evaluates the condition on the field's cell.
+func (c condition) matchesCell(f cell) bool {
 	v := f.value
 	switch c.op {
 	case "ISEMPTY":
@@ -221,16 +229,21 @@ func (q query) sortRows(rows []row) {
 		return
 	}
 	slices.SortStableFunc(rows, func(a, b row) int {
-		for _, o := range q.orders {
-			fa, fb := a[o.field], b[o.field]
-			n := compareValues(fa.value, fb.value, fa.numeric || fb.numeric)
-			if o.desc {
-				n = -n
-			}
-			if n != 0 {
-				return n
-			}
-		}
-		return 0
+		return q.compare(func(f string) cell { return a[f] }, func(f string) cell { return b[f] })
 	})
+}
+
+// compare orders two records by q's ORDERBY terms (0 when they tie).
+func (q query) compare(a, b func(field string) cell) int {
+	for _, o := range q.orders {
+		fa, fb := a(o.field), b(o.field)
+		n := compareValues(fa.value, fb.value, fa.numeric || fb.numeric)
+		if o.desc {
+			n = -n
+		}
+		if n != 0 {
+			return n
+		}
+	}
+	return 0
 }

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -188,6 +189,7 @@ func (s *Server) AddRITM(r RITM) RITM {
 	}
 	s.ritms[r.SysID] = &r
 	s.order = append(s.order, r.SysID)
+	s.index.added()
 	return r.clone()
 }
 
@@ -202,15 +204,24 @@ func (s *Server) RITM(sysID string) (RITM, bool) {
 	return r.clone(), true
 }
 
+// RITMs returns a copy of every stored record, in insertion order.
+func (s *Server) RITMs() []RITM {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]RITM, 0, len(s.order))
+	for _, id := range s.order {
+		out = append(out, s.ritms[id].clone())
+	}
+	return out
+}
+
 // Journal returns the work_notes and comments entries of the RITM, oldest first.
 func (s *Server) Journal(sysID string) []JournalEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []JournalEntry
-	for _, e := range s.journal {
-		if e.ElementID == sysID {
-			out = append(out, e)
-		}
+	for _, i := range s.journalBy[sysID] {
+		out = append(out, s.journal[i])
 	}
 	return out
 }
@@ -229,6 +240,7 @@ func (s *Server) AddJournal(sysID, element, value, user string) bool {
 	r.SysModCount++
 	r.SysUpdatedOn = s.now()
 	r.SysUpdatedBy = user
+	s.index.changed(s, r)
 	return true
 }
 
@@ -268,6 +280,7 @@ func (s *Server) updateLocked(r *RITM, fn func(*RITM), user string) {
 	}
 	s.closeRule(before, &next, user)
 	*r = next
+	s.index.changed(s, r)
 }
 
 // closeRule emulates the task business rule: when state moves into a closed
@@ -350,6 +363,7 @@ func (s *Server) appendJournal(r *RITM, element, value, user string) {
 	if value == "" {
 		return
 	}
+	s.journalBy[r.SysID] = append(s.journalBy[r.SysID], len(s.journal))
 	s.journal = append(s.journal, JournalEntry{
 		SysID:     newSysID(),
 		Element:   element,
@@ -451,33 +465,87 @@ var ritmColumns = []string{
 
 // ritmRowLocked renders r as a Table API row.
 func (s *Server) ritmRowLocked(r *RITM) row {
-	out := row{
-		"sys_id":            plain(r.SysID),
-		"number":            plain(r.Number),
-		"state":             choice(r.State, stateLabels),
-		"approval":          choice(r.Approval, approvalLabels),
-		"active":            plain(r.Active),
-		"stage":             choice(r.Stage, stageLabels),
-		"cat_item":          s.refCell("sc_cat_item", r.CatItem),
-		"request":           s.refCell("sc_request", r.Request),
-		"requested_for":     s.refCell("sys_user", r.RequestedFor),
-		"assignment_group":  s.refCell("sys_user_group", r.AssignmentGroup),
-		"short_description": plain(r.ShortDescription),
-		"close_notes":       plain(r.CloseNotes),
-		"closed_at":         s.dateCell(r.ClosedAt),
-		"closed_by":         s.refCell("sys_user", r.ClosedBy),
-		"work_notes":        {journal: true, display: s.journalLogLocked(r.SysID, ElementWorkNotes)},
-		"comments":          {journal: true, display: s.journalLogLocked(r.SysID, ElementComments)},
-		"sys_created_on":    s.dateCell(r.SysCreatedOn),
-		"sys_created_by":    plain(r.SysCreatedBy),
-		"sys_updated_on":    s.dateCell(r.SysUpdatedOn),
-		"sys_updated_by":    plain(r.SysUpdatedBy),
-		"sys_mod_count":     intCell(r.SysModCount),
+	out := make(row, len(ritmColumns)+len(r.Variables))
+	for _, name := range ritmColumns {
+		out[name], _ = s.ritmCellLocked(r, name, true)
 	}
 	for name, v := range r.Variables {
 		out["variables."+name] = plain(v)
 	}
 	return out
+}
+
+// ritmCellLocked renders one field of r, as ritmRowLocked would; ok is false
+// for a field the record does not have. Without full, only what queries
+// compare is filled in (value and numeric): no display values, no journal log.
+func (s *Server) ritmCellLocked(r *RITM, field string, full bool) (cell, bool) {
+	ref := func(table, id string) cell {
+		if full {
+			return s.refCell(table, id)
+		}
+		return cell{value: id, ref: table}
+	}
+	date := func(t time.Time) cell {
+		if full {
+			return s.dateCell(t)
+		}
+		if t.IsZero() {
+			return cell{}
+		}
+		return cell{value: t.UTC().Format(dateLayout)}
+	}
+	switch field {
+	case "sys_id":
+		return plain(r.SysID), true
+	case "number":
+		return plain(r.Number), true
+	case "state":
+		return choice(r.State, stateLabels), true
+	case "approval":
+		return choice(r.Approval, approvalLabels), true
+	case "active":
+		return plain(r.Active), true
+	case "stage":
+		return choice(r.Stage, stageLabels), true
+	case "cat_item":
+		return ref("sc_cat_item", r.CatItem), true
+	case "request":
+		return ref("sc_request", r.Request), true
+	case "requested_for":
+		return ref("sys_user", r.RequestedFor), true
+	case "assignment_group":
+		return ref("sys_user_group", r.AssignmentGroup), true
+	case "short_description":
+		return plain(r.ShortDescription), true
+	case "close_notes":
+		return plain(r.CloseNotes), true
+	case "closed_at":
+		return date(r.ClosedAt), true
+	case "closed_by":
+		return ref("sys_user", r.ClosedBy), true
+	case ElementWorkNotes, ElementComments:
+		c := cell{journal: true}
+		if full {
+			c.display = s.journalLogLocked(r.SysID, field)
+		}
+		return c, true
+	case "sys_created_on":
+		return date(r.SysCreatedOn), true
+	case "sys_created_by":
+		return plain(r.SysCreatedBy), true
+	case "sys_updated_on":
+		return date(r.SysUpdatedOn), true
+	case "sys_updated_by":
+		return plain(r.SysUpdatedBy), true
+	case "sys_mod_count":
+		return intCell(r.SysModCount), true
+	}
+	if name, ok := strings.CutPrefix(field, "variables."); ok {
+		if v, ok := r.Variables[name]; ok {
+			return plain(v), true
+		}
+	}
+	return cell{}, false
 }
 
 // journalLogLocked renders the display value of a journal field: every entry,
@@ -488,8 +556,9 @@ func (s *Server) journalLogLocked(sysID, element string) string {
 		label = "Additional comments"
 	}
 	var b []byte
-	for _, e := range slices.Backward(s.journal) {
-		if e.ElementID != sysID || e.Element != element {
+	for _, i := range slices.Backward(s.journalBy[sysID]) {
+		e := &s.journal[i]
+		if e.Element != element {
 			continue
 		}
 		b = fmt.Appendf(b, "%s - %s (%s)\n%s\n\n", e.CreatedOn.In(s.loc).Format(dateLayout), e.CreatedBy, label, e.Value)

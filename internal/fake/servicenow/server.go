@@ -66,17 +66,20 @@ type Server struct {
 	latency         time.Duration
 	noRequestLog    bool
 
-	mu       sync.Mutex
-	ritms    map[string]*RITM
-	order    []string // RITM sys_ids in insertion order
-	journal  []JournalEntry
-	seq      int
-	display  map[string]string // reference display values by sys_id
-	flow     func(*RITM)
-	requests []*Request
-	faults   []*activeFault
-	tokens   map[string]grant // access tokens
-	refresh  map[string]grant // refresh tokens
+	mu      sync.Mutex
+	ritms   map[string]*RITM
+	order   []string // RITM sys_ids in insertion order
+	journal []JournalEntry
+	// journalBy indexes journal by the RITM's sys_id, oldest first.
+	journalBy map[string][]int
+	index     ritmIndex
+	seq       int
+	display   map[string]string // reference display values by sys_id
+	flow      func(*RITM)
+	requests  []*Request
+	faults    []*activeFault
+	tokens    map[string]grant // access tokens
+	refresh   map[string]grant // refresh tokens
 }
 
 type oauthConfig struct {
@@ -173,6 +176,7 @@ func New(opts ...Option) *Server {
 		journalReadable: true,
 		loc:             time.UTC,
 		ritms:           map[string]*RITM{},
+		journalBy:       map[string][]int{},
 		display:         map[string]string{},
 		tokens:          map[string]grant{},
 		refresh:         map[string]grant{},
@@ -466,6 +470,11 @@ func writeRaw(w http.ResponseWriter, status int, body []byte) {
 
 // marshal encodes v as JSON without escaping <, > and &, like the platform.
 func marshal(v any) ([]byte, error) {
+	return appendJSON(nil, v)
+}
+
+// marshalStd encodes v with encoding/json, without escaping <, > and &.
+func marshalStd(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -483,22 +492,4 @@ type member struct {
 	value any
 }
 
-func (o object) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteByte('{')
-	for i, m := range o {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		k, _ := marshal(m.key)
-		v, err := marshal(m.value)
-		if err != nil {
-			return nil, err
-		}
-		buf.Write(k)
-		buf.WriteByte(':')
-		buf.Write(v)
-	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
-}
+func (o object) MarshalJSON() ([]byte, error) { return appendJSON(nil, o) }

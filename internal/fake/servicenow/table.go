@@ -24,6 +24,20 @@ type tableSpec struct {
 	rows func(s *Server) []row
 	// readable is false when the API user lacks the table's read ACL.
 	readable func(s *Server) bool
+	// narrow, when set, returns the rows that can match q (in the order of
+	// rows) without rendering the others, or false to render every row.
+	narrow func(s *Server, q query) ([]row, bool)
+}
+
+// candidates returns the rows that may match q, in insertion order. Called
+// with s.mu held.
+func (t *tableSpec) candidates(s *Server, q query) []row {
+	if t.narrow != nil {
+		if rows, ok := t.narrow(s, q); ok {
+			return rows
+		}
+	}
+	return t.rows(s)
 }
 
 var tables = map[string]*tableSpec{
@@ -54,6 +68,17 @@ var tables = map[string]*tableSpec{
 			return out
 		},
 		readable: func(s *Server) bool { return s.journalReadable },
+		narrow: func(s *Server, q query) ([]row, bool) {
+			id, ok := q.singleEquals("element_id")
+			if !ok {
+				return nil, false
+			}
+			var out []row
+			for _, i := range s.journalBy[id] {
+				out = append(out, s.journalRow(s.journal[i]))
+			}
+			return out, true
+		},
 	},
 	"sc_item_option_mtom": {
 		columns: mtomColumns,
@@ -66,6 +91,16 @@ var tables = map[string]*tableSpec{
 				out = append(out, s.mtomRowsLocked(s.ritms[id])...)
 			}
 			return out
+		},
+		narrow: func(s *Server, q query) ([]row, bool) {
+			id, ok := q.singleEquals("request_item")
+			if !ok {
+				return nil, false
+			}
+			if r := s.ritms[id]; r != nil {
+				return s.mtomRowsLocked(r), true
+			}
+			return nil, true
 		},
 	},
 }
@@ -257,26 +292,39 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, version strin
 	q := parseQuery(params.Get("sysparm_query"), spec.valid)
 	v := s.viewOf(params)
 
+	var page []row
+	var total int
 	s.mu.Lock()
-	all := spec.rows(s)
 	readable := spec.readable == nil || spec.readable(s)
-	s.mu.Unlock()
-
-	var matched []row
-	if !(q.invalid && s.invalidNoRows) {
-		for _, row := range all {
-			if q.matches(row) {
-				matched = append(matched, row)
+	if spec == tables["sc_req_item"] {
+		// Filtered and paged on the records; only the page is rendered.
+		var recs []*RITM
+		recs, total = s.listRITMsLocked(q, offset, limit)
+		if readable {
+			for _, r := range recs {
+				page = append(page, s.ritmRowLocked(r))
 			}
 		}
-	}
-	q.sortRows(matched)
-	total := len(matched)
-	// The limit and offset apply before read ACLs, so an unreadable table
-	// answers an empty page with the full count.
-	page := matched[min(offset, total):min(offset+limit, total)]
-	if !readable {
-		page = nil
+		s.mu.Unlock()
+	} else {
+		all := spec.candidates(s, q)
+		s.mu.Unlock()
+		var matched []row
+		if !(q.invalid && s.invalidNoRows) {
+			for _, row := range all {
+				if q.matches(row) {
+					matched = append(matched, row)
+				}
+			}
+		}
+		q.sortRows(matched)
+		total = len(matched)
+		// The limit and offset apply before read ACLs, so an unreadable table
+		// answers an empty page with the full count.
+		page = matched[min(offset, total):min(offset+limit, total)]
+		if !readable {
+			page = nil
+		}
 	}
 	if version == "v1" && len(page) == 0 {
 		writeError(w, http.StatusNotFound, "No Record found", strPtr("Records not found"))
@@ -339,7 +387,14 @@ func (s *Server) linkHeader(r *http.Request, offset, limit, total int) string {
 func (s *Server) serveRecord(w http.ResponseWriter, r *http.Request, spec *tableSpec, sysID string) {
 	v := s.viewOf(r.URL.Query())
 	s.mu.Lock()
-	all := spec.rows(s)
+	var all []row
+	if spec == tables["sc_req_item"] {
+		if rec := s.ritms[sysID]; rec != nil {
+			all = []row{s.ritmRowLocked(rec)}
+		}
+	} else {
+		all = spec.rows(s)
+	}
 	readable := spec.readable == nil || spec.readable(s)
 	s.mu.Unlock()
 	if readable {
