@@ -122,3 +122,31 @@ func TestPolicySecurityJira(t *testing.T) {
 		})
 	}
 }
+
+// Security tier on ServiceNow: allowed when an approver of the RITM is in
+// the security group, refused when none is.
+func TestPolicySecurityServiceNow(t *testing.T) {
+	h := newHarness(t, harnessOpts{engineOpts: withPolicy})
+	sec, dev := snfake.UserSysID("sam.security"), snfake.UserSysID("dan.lead")
+	h.sn.SetDisplayValue(sec, "Sam Security")
+	h.sn.SetDisplayValue(dev, "Dan Lead")
+	h.sn.AddGroupMember("Security Review", sec)
+	allowed := h.ritm("python-fips", nil)
+	refused := h.ritm("node-fips", nil)
+	h.sn.AddApproval(allowed.SysID, dev, "approved")
+	h.sn.AddApproval(allowed.SysID, sec, "approved")
+	h.sn.AddApproval(refused.SysID, dev, "approved")
+	h.sn.AddApproval(refused.SysID, sec, "rejected")
+	h.pass(h.engine())
+	if notes := h.notes(allowed.SysID); h.state(allowed.SysID) != "3" || len(notes) != 1 || !strings.Contains(notes[0], "Approved by: Sam Security") {
+		t.Errorf("allowed: state %s notes %q", h.state(allowed.SysID), notes)
+	}
+	if notes := h.notes(refused.SysID); h.state(refused.SysID) != "4" || len(notes) != 1 || !strings.Contains(notes[0], "Security Review") {
+		t.Errorf("refused: state %s notes %q", h.state(refused.SysID), notes)
+	}
+	for _, r := range h.cg.OrgRepos() {
+		if r.GetName() == "node-fips" {
+			t.Error("node-fips was provisioned without a security approval")
+		}
+	}
+}

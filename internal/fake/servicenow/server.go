@@ -75,6 +75,8 @@ type Server struct {
 	index     ritmIndex
 	seq       int
 	display   map[string]string // reference display values by sys_id
+	approvals []Approval        // sysapproval_approver records
+	members   []GroupMember     // sys_user_grmember records
 	flow      func(*RITM)
 	requests  []*Request
 	faults    []*activeFault
