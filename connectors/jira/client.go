@@ -270,11 +270,13 @@ func doJSON(ctx context.Context, c *jira.Client, method, path string, body, out 
 	if rerr != nil {
 		return fmt.Errorf("Jira %s %s: reading response: %w", method, path, rerr)
 	}
+	// An HTML page with a 2xx status (an SSO proxy, a maintenance page) is not
+	// Jira's answer: the call did not reach it, whether or not a body was wanted.
+	if b := bytes.TrimSpace(data); len(b) > 0 && b[0] == '<' {
+		return fmt.Errorf("Jira %s %s: %w", method, path, ErrHTML)
+	}
 	if out == nil || len(bytes.TrimSpace(data)) == 0 {
 		return nil
-	}
-	if b := bytes.TrimSpace(data); b[0] == '<' {
-		return fmt.Errorf("Jira %s %s: %w", method, path, ErrHTML)
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("Jira %s %s: decoding response: %w", method, path, err)

@@ -186,3 +186,24 @@ func TestHTMLAnswer(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// An HTML page with status 200 in answer to a write (a proxy, a maintenance
+// page) is not a success: the write did not reach Jira.
+func TestHTMLAnswerToAWriteIsNotSuccess(t *testing.T) {
+	f := jfake.New()
+	defer f.Close()
+	is := f.AddIssue(jfake.Issue{Fields: map[string]any{f.FieldID("Image name"): "python"}})
+	src := newSource(t, f, jira.Cloud, nil)
+	tk, err := src.Get(ctx(t), is.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.InjectFault(jfake.Fault{Method: "POST", PathContains: "/transitions", HTML: true})
+	err = src.Report(ctx(t), tk, isync.Report{Outcome: isync.OutcomeProvisioned, Marker: "m", Fields: []isync.Field{{Name: "Result", Value: "ok"}}})
+	if err == nil {
+		t.Fatal("an HTML answer to the transition was taken for success")
+	}
+	if cur, _ := f.Issue(is.Key); cur.Status != "Approved" || len(f.Comments(is.Key)) != 0 {
+		t.Fatalf("status %s, %d comments", cur.Status, len(f.Comments(is.Key)))
+	}
+}

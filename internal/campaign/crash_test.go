@@ -98,7 +98,7 @@ servicenow:
   password: %q
   catalog_item: %q
   schedule: "@every 1s"
-  timeout: 5s
+  timeout: 2s
   rate_limit: { requests_per_second: -1 }
 jira:
   enabled: true
@@ -109,7 +109,7 @@ jira:
   jql: project = IMG AND status = Approved
   fields: { image: Image name, justification: Justification }
   schedule: "@every 1s"
-  timeout: 5s
+  timeout: 2s
   rate_limit: { requests_per_second: -1 }
 server: { listen: "127.0.0.1:0" }
 `, filepath.Join(w.dir, "bridge.db"), cg.Addr(), orgID, cgTok, w.sn.URL(), snPass, catItem, w.jf.URL(), jfake.DefaultEmail, jfake.DefaultAPIToken)

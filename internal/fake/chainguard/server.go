@@ -31,6 +31,7 @@ package chainguard
 import (
 	"context"
 	"crypto/subtle"
+	"math/rand/v2"
 	"net"
 	"path"
 	"slices"
@@ -87,12 +88,14 @@ type Server struct {
 	entByTier  map[registry.CatalogTier]int
 	counts     map[string]int // calls by method
 
-	repos    []*registry.Repo          // the organization's repositories, in creation order
-	entitled []*registry.EntitledImage // PER_IMAGE / STARTER entitlements, in order
-	pending  []pendingRepo             // entitled images whose repository is not there yet
-	calls    []Call
-	inject   map[string]*injection
-	denied   map[string]bool
+	repos     []*registry.Repo          // the organization's repositories, in creation order
+	entitled  []*registry.EntitledImage // PER_IMAGE / STARTER entitlements, in order
+	pending   []pendingRepo             // entitled images whose repository is not there yet
+	calls     []Call
+	inject    map[string]*injection
+	faultRate float64 // share of calls answered with a random transient error (SetFaultRate)
+	faultRng  *rand.Rand
+	denied    map[string]bool
 }
 
 type pendingRepo struct {
@@ -280,6 +283,12 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	if err := s.injected(method); err != nil {
 		return nil, err
 	}
+	if code, applyFirst, ok := s.randomFault(method); ok {
+		if applyFirst {
+			_, _ = handler(ctx, req) // applied, but the caller never hears of it
+		}
+		return nil, status.Error(code, "injected transient failure")
+	}
 	auth := s.authenticate
 	if strings.HasPrefix(info.FullMethod, stsPrefix) {
 		auth = s.authenticateOIDC
@@ -294,6 +303,27 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		return nil, errNoCapability
 	}
 	return handler(ctx, req)
+}
+
+// SetFaultRate answers the given share of calls (0 to 1) with UNAVAILABLE,
+// DEADLINE_EXCEEDED or INTERNAL; a failing CreateRepo or AddEntitlementImages
+// is applied first half of the time (the ambiguous case). seed makes a run
+// repeatable. The STS is spared.
+func (s *Server) SetFaultRate(rate float64, seed uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faultRate, s.faultRng = rate, rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+}
+
+func (s *Server) randomFault(method string) (code codes.Code, applyFirst, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.faultRate <= 0 || method == "Exchange" || s.faultRng.Float64() >= s.faultRate {
+		return 0, false, false
+	}
+	code = []codes.Code{codes.Unavailable, codes.DeadlineExceeded, codes.Internal}[s.faultRng.IntN(3)]
+	applyFirst = (method == "CreateRepo" || method == "AddEntitlementImages") && s.faultRng.IntN(2) == 0
+	return code, applyFirst, true
 }
 
 var errNoCapability = status.Error(codes.PermissionDenied, "caller does not have the required capabilities")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -104,7 +105,50 @@ func (s *Server) takeFaultLocked(r *http.Request) (Fault, bool) {
 		}
 		return f.Fault, true
 	}
+	if s.faultRate > 0 && s.faultRng.Float64() < s.faultRate {
+		return s.randomFaultLocked(r), true
+	}
 	return Fault{}, false
+}
+
+// SetFaultRate answers the given share of requests (0 to 1) with a random
+// fault, the way a flaky instance and the network in front of it do: 500,
+// 502, 503, 429 with Retry-After, a reset connection, an answer slower than
+// any sane client timeout, an HTML page with status 200, truncated JSON.
+// Writes fail after being applied half of the time (the ambiguous case).
+// Queued faults (InjectFault) come first. seed makes a run repeatable.
+func (s *Server) SetFaultRate(rate float64, seed uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faultRate, s.faultRng = rate, rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+}
+
+func (s *Server) randomFaultLocked(r *http.Request) Fault {
+	var f Fault
+	switch s.faultRng.IntN(8) {
+	case 0:
+		f.Status = 500
+	case 1:
+		f.Status = 502
+	case 2:
+		f.Status = 503
+	case 3:
+		f.Status, f.RetryAfter = 429, 1
+	case 4:
+		f.Reset = true
+	case 5:
+		f.Delay = 20 * time.Second // past the client's timeout
+	case 6:
+		f.HTML = true
+	default:
+		f.Body = `{"issues":[{"id":"1`
+	}
+	f.ApplyFirst = r.Method != http.MethodGet && s.faultRng.IntN(2) == 0
+	if f.Body != "" && r.Method != http.MethodGet {
+		// A 200 with a cut body comes from a server that did the work.
+		f.ApplyFirst = true
+	}
+	return f
 }
 
 // serveFault answers r according to f.

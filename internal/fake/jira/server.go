@@ -46,6 +46,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -107,6 +108,8 @@ type Server struct {
 	changelogID int
 	requests    []*Request
 	faults      []*activeFault
+	faultRate   float64 // share of requests answered with a random fault (SetFaultRate)
+	faultRng    *rand.Rand
 	gen         uint64                  // bumped by every change to an issue
 	searches    map[string]cachedSearch // by JQL, see searchLocked
 	jqlClock    bool                    // the query being compiled reads the clock

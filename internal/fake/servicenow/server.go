@@ -27,6 +27,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -80,6 +81,8 @@ type Server struct {
 	flow      func(*RITM)
 	requests  []*Request
 	faults    []*activeFault
+	faultRate float64 // share of requests answered with a random fault (SetFaultRate)
+	faultRng  *mrand.Rand
 	tokens    map[string]grant // access tokens
 	refresh   map[string]grant // refresh tokens
 }
