@@ -580,24 +580,12 @@ func (w *worker) noteContext() noteContext {
 // earlier write landed (or a person closed it) and nothing is written again.
 func (w *worker) writeBack(ctx context.Context, recovering bool) (Decision, error) {
 	if recovering {
-		if err := w.renew(); err != nil {
-			return "", err
+		stop, d, err := w.reread(ctx, "write-back")
+		if stop {
+			return d, err
 		}
-		gctx, cancel := w.bounded(ctx, w.e.o.Lease)
-		cur, err := w.src.Get(gctx, w.t.ID)
-		cancel()
-		if err != nil {
-			return w.writeBackFailed(fmt.Errorf("re-reading before write-back: %w", err))
-		}
-		w.t = cur
-		if cur.Closed {
-			w.rec.State = StateDone
-			w.rec.LastError, w.rec.NextAttemptAt = "", time.Time{}
-			if err := w.save(); err != nil {
-				return "", err
-			}
-			w.audit(DecisionReported, "ticket already closed; result note not written again")
-			return w.last, nil
+		if w.t.Closed {
+			return w.finish(DecisionReported, "ticket already closed; result note not written again")
 		}
 	}
 	var r Report
@@ -693,17 +681,11 @@ func (w *worker) closeOnReady() bool {
 // landed); when recovering, a ticket already closed is done.
 func (w *worker) syncing(ctx context.Context, recovering bool) (Decision, error) {
 	if recovering {
-		if err := w.renew(); err != nil {
-			return "", err
+		stop, d, err := w.reread(ctx, "the syncing note")
+		if stop {
+			return d, err
 		}
-		gctx, cancel := w.bounded(ctx, w.e.o.Lease)
-		cur, err := w.src.Get(gctx, w.t.ID)
-		cancel()
-		if err != nil {
-			return w.writeBackFailed(fmt.Errorf("re-reading before the syncing note: %w", err))
-		}
-		w.t = cur
-		if cur.Closed {
+		if w.t.Closed {
 			return w.finish(DecisionClosedElsewhere, "ticket closed while the image was syncing; no further note")
 		}
 	}
@@ -783,6 +765,24 @@ func (w *worker) checkReady(ctx context.Context) (Decision, error) {
 		}
 		return "", nil
 	}
+}
+
+// reread re-reads the ticket before a write that may already have landed (a
+// crash, a lost answer) into w.t. stop is true when the worker must stop
+// here, with d and err to return: the lease was lost or the read failed.
+func (w *worker) reread(ctx context.Context, before string) (stop bool, d Decision, err error) {
+	if err := w.renew(); err != nil {
+		return true, "", err
+	}
+	gctx, cancel := w.bounded(ctx, w.e.o.Lease)
+	cur, err := w.src.Get(gctx, w.t.ID)
+	cancel()
+	if err != nil {
+		d, err := w.writeBackFailed(fmt.Errorf("re-reading before %s: %w", before, err))
+		return true, d, err
+	}
+	w.t = cur
+	return false, "", nil
 }
 
 // finish marks the record done with one audit row.
