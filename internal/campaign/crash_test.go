@@ -124,6 +124,7 @@ server: { listen: "127.0.0.1:0" }
 type tally struct {
 	open, lost, dupNotes, noNote int
 	creates, repos, images       int
+	dups                         []string // tickets with more than one note
 }
 
 func (w *world) tally() tally {
@@ -141,6 +142,7 @@ func (w *world) tally() tally {
 			t.noNote++
 		case n > 1:
 			t.dupNotes++
+			t.dups = append(t.dups, r.Number)
 		}
 	}
 	for _, k := range w.issues {
@@ -156,6 +158,7 @@ func (w *world) tally() tally {
 			t.noNote++
 		case n > 1:
 			t.dupNotes++
+			t.dups = append(t.dups, k)
 		}
 	}
 	t.creates = w.cg.CountCalls("CreateRepo")

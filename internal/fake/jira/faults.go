@@ -115,7 +115,8 @@ func (s *Server) takeFaultLocked(r *http.Request) (Fault, bool) {
 // fault, the way a flaky instance and the network in front of it do: 500,
 // 502, 503, 429 with Retry-After, a reset connection, an answer slower than
 // any sane client timeout, an HTML page with status 200, truncated JSON.
-// Writes fail after being applied half of the time (the ambiguous case).
+// Writes fail after being applied half of the time (the ambiguous case),
+// except for a 429 or an HTML page, which come before any work.
 // Queued faults (InjectFault) come first. seed makes a run repeatable.
 func (s *Server) SetFaultRate(rate float64, seed uint64) {
 	s.mu.Lock()
@@ -143,7 +144,10 @@ func (s *Server) randomFaultLocked(r *http.Request) Fault {
 	default:
 		f.Body = `{"issues":[{"id":"1`
 	}
-	f.ApplyFirst = r.Method != http.MethodGet && s.faultRng.IntN(2) == 0
+	// A write may have been applied before a 5xx, a reset or a timeout (the
+	// ambiguous case); never before a 429 or an HTML page, which the instance
+	// sends without doing anything.
+	f.ApplyFirst = r.Method != http.MethodGet && f.Status != http.StatusTooManyRequests && !f.HTML && s.faultRng.IntN(2) == 0
 	if f.Body != "" && r.Method != http.MethodGet {
 		// A 200 with a cut body comes from a server that did the work.
 		f.ApplyFirst = true
