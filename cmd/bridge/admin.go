@@ -190,7 +190,7 @@ func newAuditCmd() *cobra.Command {
 		Long: `Export the audit log, oldest first: one row per decision with its time,
 source, ticket, request id, requester, approver, image, justification,
 decision, Chainguard repository id, detail and the bridge instance that made
-it. --since takes a duration back from now (24h, 7d is 168h) or an RFC 3339
+it. --since takes a duration back from now (24h; a week is 168h) or an RFC 3339
 time.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -201,8 +201,11 @@ time.`,
 				} else if t, err := time.Parse(time.RFC3339, since); err == nil {
 					f.Since = t
 				} else {
-					return fmt.Errorf("--since %q: want a duration (24h) or an RFC 3339 time", since)
+					return fmt.Errorf("--since %q: want a duration such as 24h or 168h (days are not a unit), or an RFC 3339 time", since)
 				}
+			}
+			if source != "" && source != "servicenow" && source != "jira" {
+				return fmt.Errorf("--source %q: want servicenow or jira", source)
 			}
 			if format != "jsonl" && format != "csv" {
 				return fmt.Errorf("--format %q: want jsonl or csv", format)

@@ -14,11 +14,13 @@ func newDemoCmd() *cobra.Command {
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the whole flow on in-process fakes of ServiceNow and Chainguard",
-		Long: `Start in-process fakes of the ServiceNow Table API and the Chainguard registry
-API, seed a handful of requested items, run one reconcile pass with a SQLite
-store, and print what happened to each ticket, the notes written and the
-audit trail. Needs no configuration and no network.`,
+		Short: "Run the whole flow on in-process fakes of ServiceNow, Jira and Chainguard",
+		Long: `Start in-process fakes of the ServiceNow Table API, Jira Cloud and the
+Chainguard registry API, seed a handful of RITMs and Jira issues, run one
+reconcile pass with a SQLite store, and print what happened to each ticket,
+the notes written and the audit trail. Needs no configuration and no network.
+The fakes stop when the demo ends; the store stays in --state-dir for
+bridge status and bridge audit.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			level := "error"

@@ -88,6 +88,9 @@ func (p *Provisioner) PlanProvision(ctx context.Context, img isync.ImageRef) (st
 	if err := p.validate(ctx, img); err != nil {
 		return "", err
 	}
+	if id, err := p.findRepo(ctx, img.Name); err == nil && id != "" {
+		return fmt.Sprintf("already present as repository %s: nothing to create, pull as %s", id, p.pullRef(img)), nil
+	}
 	if method == opAddEntitlements {
 		return fmt.Sprintf("Entitlements.AddEntitlementImages %s into %s, pull as %s", img.Name, p.opts.OrgID, p.pullRef(img)), nil
 	}

@@ -59,6 +59,7 @@ func RequestID(source, ticketID string) string {
 // fn, so fn may use the store.
 type SQLite struct {
 	db   *cachedDB
+	ckpt *checkpointer // nil for ":memory:"
 	path string
 	now  func() time.Time
 }
@@ -96,6 +97,9 @@ func Open(ctx context.Context, dsn string) (*SQLite, error) {
 	if err := s.migrate(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	if !memory {
+		s.startCheckpointer(ctx, dsn)
 	}
 	return s, nil
 }
@@ -227,7 +231,7 @@ func (s *SQLite) checkIntegrity(ctx context.Context) error {
 }
 
 // Close closes the store.
-func (s *SQLite) Close() error { return s.db.Close() }
+func (s *SQLite) Close() error { return errors.Join(s.ckpt.close(), s.db.Close()) }
 
 // Ping checks that the database answers a query (readiness).
 func (s *SQLite) Ping(ctx context.Context) error {

@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -130,6 +131,18 @@ func (e *Engine) planTicket(ctx context.Context, st *Step, rec Record, planner P
 		reject(Rejectedf("%s", t.Invalid))
 		return
 	}
+	if images := SplitImages(t.Image); len(images) > 1 {
+		if len(images) > e.o.MaxImages {
+			reject(Rejectedf("the request names %d images; at most %d can be requested in one ticket", len(images), e.o.MaxImages))
+			return
+		}
+		var parts []string
+		for _, raw := range images {
+			parts = append(parts, quoteShort(raw)+": "+e.planImage(ctx, raw, planner))
+		}
+		st.Action = fmt.Sprintf("%d images: %s", len(images), strings.Join(parts, "; "))
+		return
+	}
 	ref, err := e.prov.ParseImage(t.Image)
 	if err != nil {
 		reject(err)
@@ -160,4 +173,27 @@ func (e *Engine) planTicket(ctx context.Context, st *Step, rec Record, planner P
 	rec.Result = Result{PullRef: "(pull reference known after provisioning)", RepoID: "(known after provisioning)", Method: how}
 	r := provisionedReport(rec, t, nc)
 	st.Action, st.Report = how+", then close complete", &r
+}
+
+// planImage says in one phrase what a pass would do with one image of a
+// ticket naming several.
+func (e *Engine) planImage(ctx context.Context, raw string, planner Planner) string {
+	ref, err := e.prov.ParseImage(raw)
+	if err != nil {
+		return "reject: " + ReasonOf(err)
+	}
+	if planner == nil {
+		return "provision " + ref.String()
+	}
+	desc, err := planner.PlanProvision(ctx, ref)
+	switch {
+	case err == nil:
+		return desc
+	case ClassOf(err) == ClassRejected:
+		return "reject: " + ReasonOf(err)
+	case ClassOf(err) == ClassBlocked:
+		return "blocked: " + ReasonOf(err)
+	default:
+		return "retry later: " + err.Error()
+	}
 }

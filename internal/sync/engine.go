@@ -432,7 +432,11 @@ func (w *worker) audit(d Decision, detail string) {
 	if err := w.e.store.Append(w.sctx, entry); err != nil {
 		w.log.Error().Err(err).Str("decision", string(d)).Msg("writing audit row failed")
 	}
-	w.log.Info().Str("decision", string(d)).Str("image", w.t.Image).Str("repo_id", w.rec.Result.RepoID).Msg(detail)
+	ev := w.log.Info()
+	if d == DecisionBlocked || d == DecisionRetry {
+		ev = w.log.Warn() // an administrator has something to look at
+	}
+	ev.Str("decision", string(d)).Str("image", w.t.Image).Str("repo_id", w.rec.Result.RepoID).Msg(detail)
 	if w.e.o.Observer != nil {
 		w.e.o.Observer(Event{Source: w.src.Name(), TicketID: w.t.ID, Key: w.t.Key, RequestID: w.rec.RequestID, Decision: d, Detail: detail})
 	}

@@ -320,7 +320,8 @@ func checkHostile(t *testing.T, tg hostileTarget, c hostileCase, handle string, 
 
 // noteFields are the names of every line a note may hold after its marker.
 var noteFields = []string{"Result", "Reason", "What to do", "Requested image", "Requested for", "Approved by", "Justification",
-	"Decided by", "Time", "Pull reference", "Chainguard repository id", "Method", "Cause", "Detail", "Waiting at most"}
+	"Decided by", "Time", "Pull reference", "Chainguard repository id", "Method", "Cause", "Detail", "Waiting at most",
+	"Approval tier", "Team", "Environment"} // the last two: extra request fields the harness's sources read
 
 var (
 	codeTagRe    = regexp.MustCompile(`(?i)\[\s*/?\s*code\s*\]`)

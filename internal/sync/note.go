@@ -2,6 +2,8 @@ package sync
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -30,7 +32,11 @@ func (nc noteContext) footer() []Field {
 }
 
 func requestFields(t Ticket) []Field {
-	f := []Field{{"Requested image", t.Image}}
+	img := t.Image
+	if strings.TrimSpace(img) == "" {
+		img = "(none)"
+	}
+	f := []Field{{"Requested image", img}}
 	if t.Requester != "" {
 		f = append(f, Field{"Requested for", t.Requester})
 	}
@@ -39,6 +45,18 @@ func requestFields(t Ticket) []Field {
 	}
 	if tier := t.Fields[policyField]; tier != "" {
 		f = append(f, Field{"Approval tier", tier})
+	}
+	// The extra request fields the source was configured to read (team,
+	// environment, …), in a stable order.
+	var extra []string
+	for k, v := range t.Fields {
+		if k != policyField && k != "state" && k != "status" && strings.TrimSpace(v) != "" {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(extra)
+	for _, k := range extra {
+		f = append(f, Field{strings.ToUpper(k[:1]) + k[1:], t.Fields[k]})
 	}
 	if t.Justification != "" {
 		f = append(f, Field{"Justification", t.Justification})
