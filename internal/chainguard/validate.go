@@ -26,12 +26,12 @@ func (p *Provisioner) validate(ctx context.Context, img isync.ImageRef) error {
 	if err != nil || len(names) == 0 {
 		return nil // the catalog listing is refused: CreateRepo itself is the judge
 	}
-	if !slices.Contains(names, img.Name) {
+	p.catMu.Lock()
+	repo, known := p.catRepos[img.Name]
+	p.catMu.Unlock()
+	if !known {
 		return isync.Rejected(unknownReason(img.Name, names), nil)
 	}
-	p.catMu.Lock()
-	repo := p.catRepos[img.Name]
-	p.catMu.Unlock()
 	if tags := repo.GetActiveTags(); len(tags) > 0 && !slices.Contains(tags, img.Tag) {
 		return isync.Rejectedf("%s has no tag %s in the catalog; its tags include %s", img.Name, quote(img.Tag), tagSample(tags))
 	}

@@ -329,7 +329,7 @@ func (e *Engine) process(ctx context.Context, src Source, t Ticket, due bool) (D
 			log.Warn().Err(err).Msg("releasing lease failed; it expires by itself")
 		}
 	}()
-	w := &worker{e: e, src: src, t: t, rec: rec, log: log, sctx: sctx, due: due}
+	w := &worker{e: e, src: src, t: t, rec: rec, log: log, sctx: sctx, due: due, renewedAt: now}
 	return w.run(ctx)
 }
 
@@ -343,6 +343,8 @@ type worker struct {
 	sctx context.Context
 	last Decision
 	due  bool
+	// renewedAt is when the lease was last taken or extended.
+	renewedAt time.Time
 }
 
 func (w *worker) run(ctx context.Context) (Decision, error) {
@@ -395,6 +397,11 @@ var errLeaseLost = errors.New("lease lost to another bridge process")
 // process took the ticket meanwhile (its record changed).
 func (w *worker) renew() error {
 	now := w.e.o.Now()
+	if !w.renewedAt.IsZero() && now.Sub(w.renewedAt) < w.e.o.Lease/4 {
+		// Claimed or renewed moments ago: the lease has at least 3/4 of its
+		// term left, more than any bounded call (Lease/2) can use.
+		return nil
+	}
 	rec, ok, err := w.e.store.Claim(w.sctx, w.src.Name(), w.t.ID, w.t.Key, w.e.owner, now, now.Add(w.e.o.Lease))
 	if err != nil {
 		return fmt.Errorf("renewing the lease on %s: %w", w.t.Key, err)
@@ -402,6 +409,7 @@ func (w *worker) renew() error {
 	if !ok || rec.Version != w.rec.Version {
 		return fmt.Errorf("%s: %w", w.t.Key, errLeaseLost)
 	}
+	w.renewedAt = now
 	return nil
 }
 

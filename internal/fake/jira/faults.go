@@ -1,16 +1,11 @@
 package jira
 
 import (
-	"bytes"
-	"io"
-	"maps"
-	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/chainguard-dev/image-request-bridge/internal/fake/httpfake"
 )
 
 // Fault makes matching requests fail the way a real instance or the network
@@ -66,50 +61,44 @@ type Fault struct {
 	Times int
 }
 
-type activeFault struct {
-	Fault
-	left int
+// common returns the fields of f that every fake shares.
+func (f Fault) common() httpfake.Fault {
+	return httpfake.Fault{
+		Method:       f.Method,
+		PathContains: f.PathContains,
+		Status:       f.Status,
+		RetryAfter:   f.RetryAfter,
+		Body:         f.Body,
+		HTML:         f.HTML,
+		Delay:        f.Delay,
+		Reset:        f.Reset,
+		ApplyFirst:   f.ApplyFirst,
+		Times:        f.Times,
+	}
+}
+
+// fromCommon returns the Jira fault with c's fields.
+func fromCommon(c httpfake.Fault) Fault {
+	return Fault{
+		Method:       c.Method,
+		PathContains: c.PathContains,
+		Status:       c.Status,
+		RetryAfter:   c.RetryAfter,
+		Body:         c.Body,
+		HTML:         c.HTML,
+		Delay:        c.Delay,
+		Reset:        c.Reset,
+		ApplyFirst:   c.ApplyFirst,
+		Times:        c.Times,
+	}
 }
 
 // InjectFault queues f. Each request takes the first queued fault it matches,
 // in injection order; a fault is removed once it has affected Times requests.
-func (s *Server) InjectFault(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := f.Times
-	if n <= 0 {
-		n = 1
-	}
-	s.faults = append(s.faults, &activeFault{Fault: f, left: n})
-}
+func (s *Server) InjectFault(f Fault) { s.front.InjectFault(f) }
 
 // ClearFaults removes every queued fault.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
-}
-
-// takeFaultLocked consumes the first fault matching r.
-func (s *Server) takeFaultLocked(r *http.Request) (Fault, bool) {
-	for i, f := range s.faults {
-		if f.Method != "" && !strings.EqualFold(f.Method, r.Method) {
-			continue
-		}
-		if f.PathContains != "" && !strings.Contains(r.URL.RequestURI(), f.PathContains) {
-			continue
-		}
-		f.left--
-		if f.left == 0 {
-			s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
-		}
-		return f.Fault, true
-	}
-	if s.faultRate > 0 && s.faultRng.Float64() < s.faultRate {
-		return s.randomFaultLocked(r), true
-	}
-	return Fault{}, false
-}
+func (s *Server) ClearFaults() { s.front.ClearFaults() }
 
 // SetFaultRate answers the given share of requests (0 to 1) with a random
 // fault, the way a flaky instance and the network in front of it do: 500,
@@ -118,96 +107,40 @@ func (s *Server) takeFaultLocked(r *http.Request) (Fault, bool) {
 // Writes fail after being applied half of the time (the ambiguous case),
 // except for a 429 or an HTML page, which come before any work.
 // Queued faults (InjectFault) come first. seed makes a run repeatable.
-func (s *Server) SetFaultRate(rate float64, seed uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faultRate, s.faultRng = rate, rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-}
+func (s *Server) SetFaultRate(rate float64, seed uint64) { s.front.SetFaultRate(rate, seed) }
 
-func (s *Server) randomFaultLocked(r *http.Request) Fault {
-	var f Fault
-	switch s.faultRng.IntN(8) {
-	case 0:
-		f.Status = 500
-	case 1:
-		f.Status = 502
-	case 2:
-		f.Status = 503
-	case 3:
-		f.Status, f.RetryAfter = 429, 1
-	case 4:
-		f.Reset = true
-	case 5:
-		f.Delay = 20 * time.Second // past the client's timeout
-	case 6:
-		f.HTML = true
-	default:
-		f.Body = `{"issues":[{"id":"1`
-	}
-	// A write may have been applied before a 5xx, a reset or a timeout (the
-	// ambiguous case); never before a 429 or an HTML page, which the instance
-	// sends without doing anything.
-	f.ApplyFirst = r.Method != http.MethodGet && f.Status != http.StatusTooManyRequests && !f.HTML && s.faultRng.IntN(2) == 0
-	if f.Body != "" && r.Method != http.MethodGet {
-		// A 200 with a cut body comes from a server that did the work.
-		f.ApplyFirst = true
-	}
-	return f
-}
-
-// serveFault answers r according to f.
-func (s *Server) serveFault(w http.ResponseWriter, r *http.Request, body []byte, f Fault) {
-	var applied *httptest.ResponseRecorder
-	if f.ApplyFirst {
-		applied = httptest.NewRecorder()
-		s.serve(applied, r)
-	}
-	if f.Delay > 0 {
-		t := time.NewTimer(f.Delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
-	}
-	switch {
-	case f.Reset:
-		resetConnection(w)
-	case f.HTML:
-		status := f.Status
-		if status == 0 {
-			status = http.StatusOK
-		}
-		page := loginPage
-		if status >= 400 {
-			page = unavailablePage
-			if f.RetryAfter > 0 {
-				w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
-			}
-		}
-		w.Header().Set("Content-Type", "text/html;charset=UTF-8")
-		w.WriteHeader(status)
-		io.WriteString(w, page)
-	case f.Status != 0 || f.Body != "":
-		s.writeFaultStatus(w, f)
-	case applied != nil:
-		maps.Copy(w.Header(), applied.Header())
-		w.WriteHeader(applied.Code)
-		w.Write(applied.Body.Bytes())
-	default:
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		s.serve(w, r)
+// newHandler returns the front of the instance: request log, latency and
+// faults, with Jira's error bodies, pages and headers.
+func (s *Server) newHandler() *httpfake.Handler[Fault] {
+	return &httpfake.Handler[Fault]{
+		Serve:         s.serve,
+		Clock:         s.clock,
+		Latency:       s.latency,
+		NoRequestLog:  s.noRequestLog,
+		Base:          Fault.common,
+		Wrap:          fromCommon,
+		TruncatedBody: `{"issues":[{"id":"1`,
+		HTMLPage:      faultPage,
+		FaultHeaders:  s.faultHeaders,
+		ErrorBody:     func(status int) []byte { return []byte(faultBody(status)) },
 	}
 }
 
-// writeFaultStatus answers with f's status and body.
-func (s *Server) writeFaultStatus(w http.ResponseWriter, f Fault) {
-	status := f.Status
-	if status == 0 {
-		status = http.StatusOK
+// faultPage returns the HTML page of a fault answered with status: the log-in
+// page with 200, else the "temporarily unavailable" page, with Retry-After if
+// the fault sets one.
+func faultPage(h http.Header, f Fault, status int) string {
+	if status < 400 {
+		return loginPage
 	}
-	h := w.Header()
+	if f.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(f.RetryAfter))
+	}
+	return unavailablePage
+}
+
+// faultHeaders sets the headers Jira sends with status.
+func (s *Server) faultHeaders(h http.Header, f Fault, status int) {
 	switch {
 	case status == http.StatusUnauthorized:
 		h.Set("X-Seraph-LoginReason", "AUTHENTICATED_FAILED")
@@ -233,11 +166,6 @@ func (s *Server) writeFaultStatus(w http.ResponseWriter, f Fault) {
 	case f.RetryAfter > 0:
 		h.Set("Retry-After", strconv.Itoa(f.RetryAfter))
 	}
-	body := []byte(f.Body)
-	if f.Body == "" {
-		body = []byte(faultBody(status))
-	}
-	writeRaw(w, status, body)
 }
 
 // RateLimitReset returns the X-RateLimit-Reset a Cloud 429 carries when the
@@ -271,20 +199,6 @@ func faultBody(status int) string {
 		return errorJSON([]string{"Internal server error"}, nil)
 	}
 	return errorJSON([]string{http.StatusText(status)}, nil)
-}
-
-// resetConnection drops the client connection without an answer, with a TCP
-// reset where possible.
-func resetConnection(w http.ResponseWriter) {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		// Not hijackable: abort the handler, which also drops the connection.
-		panic(http.ErrAbortHandler)
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
-	conn.Close()
 }
 
 // loginPage is what an API request gets when a single sign-on proxy or an

@@ -42,17 +42,17 @@
 package jira
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/chainguard-dev/image-request-bridge/internal/fake/httpfake"
 )
 
 // Deployment types accepted by WithDeployment.
@@ -72,14 +72,12 @@ const (
 
 	// DefaultCommentLimit is Jira's default jira.text.field.character.limit.
 	DefaultCommentLimit = 32767
-
-	// maxBody bounds how much of a request body the fake reads.
-	maxBody = 10 << 20
 )
 
 // Server is a running fake Jira. All methods are safe for concurrent use.
 type Server struct {
-	srv *httptest.Server
+	srv   *httptest.Server
+	front *httpfake.Handler[Fault] // request log, latency and faults
 
 	// Settings, fixed by the options before the listener starts.
 	deployment      string
@@ -106,10 +104,6 @@ type Server struct {
 	nextOption  int
 	nextComment int
 	changelogID int
-	requests    []*Request
-	faults      []*activeFault
-	faultRate   float64 // share of requests answered with a random fault (SetFaultRate)
-	faultRng    *rand.Rand
 	gen         uint64                  // bumped by every change to an issue
 	searches    map[string]cachedSearch // by JQL, see searchLocked
 	jqlClock    bool                    // the query being compiled reads the clock
@@ -237,7 +231,8 @@ func New(opts ...Option) *Server {
 	if err := s.workflow.normalize(); err != nil {
 		panic("jira fake: " + err.Error())
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	s.front = s.newHandler()
+	s.srv = httptest.NewServer(s.front)
 	return s
 }
 
@@ -275,113 +270,14 @@ func formatTime(t time.Time) any {
 }
 
 // Request is one request received by the fake.
-type Request struct {
-	Method, Path, RawQuery string
-	// Status is the HTTP status answered, 0 if the connection was dropped or
-	// the client went away before an answer.
-	Status int
-	Body   string // request body
-	Header http.Header
-	Time   time.Time
-}
+type Request = httpfake.Request
 
 // Requests returns every request received since the start or the last
 // ResetRequests, in arrival order.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Request, len(s.requests))
-	for i, r := range s.requests {
-		out[i] = *r
-		out[i].Header = r.Header.Clone()
-	}
-	return out
-}
+func (s *Server) Requests() []Request { return s.front.Requests() }
 
 // ResetRequests forgets the requests received so far.
-func (s *Server) ResetRequests() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.requests = nil
-}
-
-// statusWriter records the status of the answer.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// serveHTTP logs the request, applies the first matching fault, and
-// otherwise serves the request normally.
-func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if !sleep(r, s.latency) {
-		return
-	}
-	body, _ := io.ReadAll(io.LimitReader(r.Body, maxBody))
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	var logged *Request
-	if !s.noRequestLog {
-		logged = &Request{
-			Method:   r.Method,
-			Path:     r.URL.Path,
-			RawQuery: r.URL.RawQuery,
-			Header:   r.Header.Clone(),
-			Body:     string(body),
-		}
-	}
-	s.mu.Lock()
-	if logged != nil {
-		logged.Time = s.clock()
-		s.requests = append(s.requests, logged)
-	}
-	f, faulted := s.takeFaultLocked(r)
-	s.mu.Unlock()
-
-	sw := &statusWriter{ResponseWriter: w}
-	if logged != nil {
-		defer func() {
-			s.mu.Lock()
-			logged.Status = sw.status
-			s.mu.Unlock()
-		}()
-	}
-	if faulted {
-		s.serveFault(sw, r, body, f)
-		return
-	}
-	s.serve(sw, r)
-}
-
-// sleep waits d, or until the client goes away (false).
-func sleep(r *http.Request, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.Context().Done():
-		return false
-	}
-}
+func (s *Server) ResetRequests() { s.front.ResetRequests() }
 
 // serve answers a request as the instance would.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
@@ -528,7 +424,7 @@ func writeMethodNotAllowed(w http.ResponseWriter, allow ...string) {
 	writeError(w, http.StatusMethodNotAllowed, []string{"HTTP 405 Method Not Allowed"}, nil)
 }
 
-const jsonContentType = "application/json;charset=UTF-8"
+const jsonContentType = httpfake.JSONContentType
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := marshal(v)
@@ -539,11 +435,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeRaw(w, status, b)
 }
 
-func writeRaw(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", jsonContentType)
-	w.WriteHeader(status)
-	w.Write(body)
-}
+func writeRaw(w http.ResponseWriter, status int, body []byte) { httpfake.WriteRaw(w, status, body) }
 
 // writeNoContent answers 204 (a successful transition).
 func writeNoContent(w http.ResponseWriter) {
@@ -563,20 +455,7 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 // marshal encodes v as JSON without escaping <, > and &, like Jira.
-func marshal(v any) ([]byte, error) {
-	return appendJSON(nil, v)
-}
-
-// marshalStd encodes v with encoding/json, without escaping <, > and &.
-func marshalStd(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
+func marshal(v any) ([]byte, error) { return httpfake.AppendJSON[object](nil, v) }
 
 // object is a JSON object that keeps its keys in order.
 type object []member
@@ -586,7 +465,9 @@ type member struct {
 	value any
 }
 
-func (o object) MarshalJSON() ([]byte, error) { return appendJSON(nil, o) }
+func (m member) KeyValue() (string, any) { return m.key, m.value }
+
+func (o object) MarshalJSON() ([]byte, error) { return marshal(o) }
 
 // get returns the value of key, if present.
 func (o object) get(key string) (any, bool) {

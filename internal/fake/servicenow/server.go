@@ -22,17 +22,15 @@
 package servicenow
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
-	"io"
-	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/chainguard-dev/image-request-bridge/internal/fake/httpfake"
 )
 
 const (
@@ -47,14 +45,12 @@ const (
 
 	// refreshTokenTTL is the platform default refresh token lifetime (100 days).
 	refreshTokenTTL = 100 * 24 * time.Hour
-
-	// maxBody bounds how much of a request body the fake reads.
-	maxBody = 10 << 20
 )
 
 // Server is a running fake instance. All methods are safe for concurrent use.
 type Server struct {
-	srv *httptest.Server
+	srv   *httptest.Server
+	front *httpfake.Handler[Fault] // request log, latency and faults
 
 	// Settings, fixed by the options before the listener starts.
 	user, password  string
@@ -79,10 +75,6 @@ type Server struct {
 	approvals []Approval        // sysapproval_approver records
 	members   []GroupMember     // sys_user_grmember records
 	flow      func(*RITM)
-	requests  []*Request
-	faults    []*activeFault
-	faultRate float64 // share of requests answered with a random fault (SetFaultRate)
-	faultRng  *mrand.Rand
 	tokens    map[string]grant // access tokens
 	refresh   map[string]grant // refresh tokens
 }
@@ -189,7 +181,8 @@ func New(opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	s.front = s.newHandler()
+	s.srv = httptest.NewServer(s.front)
 	return s
 }
 
@@ -207,113 +200,14 @@ func (s *Server) Close() {
 func (s *Server) now() time.Time { return platformTime(s.clock()) }
 
 // Request is one request received by the fake.
-type Request struct {
-	Method, Path, RawQuery string
-	Header                 http.Header
-	// Status is the HTTP status answered, 0 if the connection was dropped or
-	// the client went away before an answer.
-	Status int
-	Body   string // request body
-	Time   time.Time
-}
+type Request = httpfake.Request
 
 // Requests returns every request received since the start or the last
 // ResetRequests, in arrival order.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Request, len(s.requests))
-	for i, r := range s.requests {
-		out[i] = *r
-		out[i].Header = r.Header.Clone()
-	}
-	return out
-}
+func (s *Server) Requests() []Request { return s.front.Requests() }
 
 // ResetRequests forgets the requests received so far.
-func (s *Server) ResetRequests() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.requests = nil
-}
-
-// statusWriter records the status of the answer.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// serveHTTP logs the request, applies the first matching fault, and
-// otherwise serves the request normally.
-func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if !sleep(r, s.latency) {
-		return
-	}
-	body, _ := io.ReadAll(io.LimitReader(r.Body, maxBody))
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	var logged *Request
-	if !s.noRequestLog {
-		logged = &Request{
-			Method:   r.Method,
-			Path:     r.URL.Path,
-			RawQuery: r.URL.RawQuery,
-			Header:   r.Header.Clone(),
-			Body:     string(body),
-		}
-	}
-	s.mu.Lock()
-	if logged != nil {
-		logged.Time = s.clock()
-		s.requests = append(s.requests, logged)
-	}
-	f, faulted := s.takeFaultLocked(r)
-	s.mu.Unlock()
-
-	sw := &statusWriter{ResponseWriter: w}
-	if logged != nil {
-		defer func() {
-			s.mu.Lock()
-			logged.Status = sw.status
-			s.mu.Unlock()
-		}()
-	}
-	if faulted {
-		s.serveFault(sw, r, body, f)
-		return
-	}
-	s.serve(sw, r)
-}
-
-// sleep waits d, or until the client goes away (false).
-func sleep(r *http.Request, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.Context().Done():
-		return false
-	}
-}
+func (s *Server) ResetRequests() { s.front.ResetRequests() }
 
 // serve answers a request as the instance would.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
@@ -456,8 +350,6 @@ func writeUnauthenticated(w http.ResponseWriter) {
 	writeError(w, http.StatusUnauthorized, "User Not Authenticated", strPtr("Required to provide Auth information"))
 }
 
-const jsonContentType = "application/json;charset=UTF-8"
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := marshal(v)
 	if err != nil {
@@ -467,27 +359,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeRaw(w, status, b)
 }
 
-func writeRaw(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", jsonContentType)
-	w.WriteHeader(status)
-	w.Write(body)
-}
+func writeRaw(w http.ResponseWriter, status int, body []byte) { httpfake.WriteRaw(w, status, body) }
 
 // marshal encodes v as JSON without escaping <, > and &, like the platform.
-func marshal(v any) ([]byte, error) {
-	return appendJSON(nil, v)
-}
-
-// marshalStd encodes v with encoding/json, without escaping <, > and &.
-func marshalStd(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
+func marshal(v any) ([]byte, error) { return httpfake.AppendJSON[object](nil, v) }
 
 // object is a JSON object that keeps its keys in order.
 type object []member
@@ -497,4 +372,6 @@ type member struct {
 	value any
 }
 
-func (o object) MarshalJSON() ([]byte, error) { return appendJSON(nil, o) }
+func (m member) KeyValue() (string, any) { return m.key, m.value }
+
+func (o object) MarshalJSON() ([]byte, error) { return marshal(o) }

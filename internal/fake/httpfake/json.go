@@ -1,35 +1,67 @@
-package jira
+package httpfake
 
 import (
+	"bytes"
+	"encoding/json"
+	"net/http"
 	"strconv"
 	"unicode/utf8"
 )
 
-// appendJSON appends v's JSON encoding, as marshal would produce it, to buf.
-// Ordered objects and the plain values they hold (strings, numbers, bools,
-// nil, lists of those) are written directly; anything else goes through
-// encoding/json. Nested objects are written once, rather than re-encoded
+// JSONContentType is the Content-Type of the fakes' JSON answers.
+const JSONContentType = "application/json;charset=UTF-8"
+
+// WriteRaw answers with status and body as JSON content.
+func WriteRaw(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", JSONContentType)
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// Member is one key and value of an ordered JSON object. A fake's object
+// type is a slice of its own member type, so that it can write objects as
+// literals such as object{{"key", value}}.
+type Member interface {
+	KeyValue() (string, any)
+}
+
+// MarshalStd encodes v with encoding/json, without escaping <, > and &.
+func MarshalStd(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// AppendJSON appends v's JSON encoding, as MarshalStd would produce it, to
+// buf. Ordered objects (of type O) and the plain values they hold (strings,
+// numbers, bools, nil, lists of those) are written directly; anything else
+// goes through encoding/json. Nested objects are written once, rather than re-encoded
 // and re-validated by encoding/json at every level of nesting, which made
 // rendering a large answer cost far more than serving it.
-func appendJSON(buf []byte, v any) ([]byte, error) {
+func AppendJSON[O ~[]M, M Member](buf []byte, v any) ([]byte, error) {
 	switch x := v.(type) {
 	case nil:
 		return append(buf, "null"...), nil
-	case object:
+	case O:
 		buf = append(buf, '{')
 		for i, m := range x {
 			if i > 0 {
 				buf = append(buf, ',')
 			}
-			buf = appendJSONString(buf, m.key)
+			key, value := m.KeyValue()
+			buf = appendJSONString(buf, key)
 			buf = append(buf, ':')
 			var err error
-			if buf, err = appendJSON(buf, m.value); err != nil {
+			if buf, err = AppendJSON[O](buf, value); err != nil {
 				return nil, err
 			}
 		}
 		return append(buf, '}'), nil
-	case []object:
+	case []O:
 		if x == nil {
 			return append(buf, "null"...), nil
 		}
@@ -39,7 +71,7 @@ func appendJSON(buf []byte, v any) ([]byte, error) {
 				buf = append(buf, ',')
 			}
 			var err error
-			if buf, err = appendJSON(buf, o); err != nil {
+			if buf, err = AppendJSON[O](buf, o); err != nil {
 				return nil, err
 			}
 		}
@@ -54,7 +86,7 @@ func appendJSON(buf []byte, v any) ([]byte, error) {
 				buf = append(buf, ',')
 			}
 			var err error
-			if buf, err = appendJSON(buf, e); err != nil {
+			if buf, err = AppendJSON[O](buf, e); err != nil {
 				return nil, err
 			}
 		}
@@ -80,7 +112,7 @@ func appendJSON(buf []byte, v any) ([]byte, error) {
 	case int64:
 		return strconv.AppendInt(buf, x, 10), nil
 	}
-	b, err := marshalStd(v)
+	b, err := MarshalStd(v)
 	if err != nil {
 		return nil, err
 	}

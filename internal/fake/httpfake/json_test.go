@@ -1,4 +1,4 @@
-package jira
+package httpfake
 
 import (
 	"bytes"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// appendJSON must write exactly what encoding/json (HTML escaping off) does.
+// AppendJSON must write exactly what encoding/json (HTML escaping off) does.
 func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	values := []any{
 		nil, "", "plain", "quote \" backslash \\ slash /", "<html> & </html>", "\x00\x01\x1f\x7f tab\t nl\n cr\r bs\b ff\f",
@@ -17,11 +17,11 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		object(nil), []object(nil), []object{},
 	}
 	for _, v := range values {
-		got, err := marshal(v)
+		got, err := AppendJSON[object](nil, v)
 		if err != nil {
 			t.Fatalf("%#v: %v", v, err)
 		}
-		want, err := marshalStd(v)
+		want, err := MarshalStd(v)
 		if err != nil {
 			t.Fatalf("%#v: %v", v, err)
 		}
@@ -33,3 +33,15 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// object is an ordered JSON object, as the fakes define it.
+type object []member
+
+type member struct {
+	key   string
+	value any
+}
+
+func (m member) KeyValue() (string, any) { return m.key, m.value }
+
+func (o object) MarshalJSON() ([]byte, error) { return AppendJSON[object](nil, o) }
