@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
@@ -90,8 +91,11 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 		Transitions []transition `json:"transitions"`
 	}
 	path := "rest/api/2/issue/" + t.ID + "/transitions"
-	if err := doJSON(ctx, s.c, http.MethodGet, path+"?expand=transitions.fields", nil, &list); err != nil {
-		return classify(fmt.Errorf("listing transitions of %s: %w", t.Key, err))
+	cached := s.cachedTransitions(t)
+	if cached != nil {
+		list.Transitions = cached
+	} else if err := s.listTransitions(ctx, t, &list.Transitions); err != nil {
+		return err
 	}
 	tr, ok := pickTransition(list.Transitions, name)
 	if !ok && t.AwaitingApproval && s.o.ApproveTransition != "" {
@@ -100,8 +104,9 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 		if err := s.approve(ctx, t, list.Transitions); err != nil {
 			return err
 		}
-		if err := doJSON(ctx, s.c, http.MethodGet, path+"?expand=transitions.fields", nil, &list); err != nil {
-			return classify(fmt.Errorf("listing transitions of %s: %w", t.Key, err))
+		s.forgetTransitions(t)
+		if err := s.listTransitions(ctx, t, &list.Transitions); err != nil {
+			return err
 		}
 		tr, ok = pickTransition(list.Transitions, name)
 	}
@@ -125,6 +130,12 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 	err := doJSON(ctx, s.c, http.MethodPost, path, payload, nil)
 	if err == nil {
 		return nil
+	}
+	if cached != nil && status(err) == http.StatusBadRequest {
+		// A cached list that no longer fits this issue (a workflow change, a
+		// condition): nothing was done; read the issue's own list and retry once.
+		s.forgetTransitions(t)
+		return s.Report(ctx, t, r)
 	}
 	if !ambiguous(err) {
 		return classify(fmt.Errorf("transitioning %s with %q: %w", t.Key, tr.Name, err))
@@ -207,6 +218,62 @@ func (s *Source) approve(ctx context.Context, t isync.Ticket, ts []transition) e
 	payload := map[string]any{"transition": map[string]string{"id": tr.ID}}
 	if err := doJSON(ctx, s.c, http.MethodPost, "rest/api/2/issue/"+t.ID+"/transitions", payload, nil); err != nil {
 		return classify(fmt.Errorf("approving %s with %q: %w", t.Key, tr.Name, err))
+	}
+	return nil
+}
+
+// workflowField is the Ticket.Fields key holding an issue's workflow and
+// status ("IMG/Image Request/10003"); its leading underscore keeps it out of
+// notes.
+const workflowField = "_workflow"
+
+// transitionsTTL bounds how long a workflow's transition list is reused.
+const transitionsTTL = 10 * time.Minute
+
+type cachedTransitions struct {
+	list []transition
+	at   time.Time
+}
+
+// cachedTransitions returns the transitions of t's workflow and status when a
+// fresh list is cached, or nil.
+func (s *Source) cachedTransitions(t isync.Ticket) []transition {
+	key := t.Fields[workflowField]
+	if key == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.trCache[key]; ok && time.Since(c.at) < transitionsTTL {
+		return c.list
+	}
+	return nil
+}
+
+func (s *Source) forgetTransitions(t isync.Ticket) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.trCache, t.Fields[workflowField])
+}
+
+// listTransitions reads the transitions available from t's status
+// (GET /rest/api/2/issue/{id}/transitions?expand=transitions.fields) and
+// caches them for its workflow and status.
+func (s *Source) listTransitions(ctx context.Context, t isync.Ticket, out *[]transition) error {
+	var list struct {
+		Transitions []transition `json:"transitions"`
+	}
+	if err := doJSON(ctx, s.c, http.MethodGet, "rest/api/2/issue/"+t.ID+"/transitions?expand=transitions.fields", nil, &list); err != nil {
+		return classify(fmt.Errorf("listing transitions of %s: %w", t.Key, err))
+	}
+	*out = list.Transitions
+	if key := t.Fields[workflowField]; key != "" {
+		s.mu.Lock()
+		if s.trCache == nil {
+			s.trCache = map[string]cachedTransitions{}
+		}
+		s.trCache[key] = cachedTransitions{list: list.Transitions, at: time.Now()}
+		s.mu.Unlock()
 	}
 	return nil
 }

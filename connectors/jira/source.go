@@ -59,6 +59,7 @@ type Source struct {
 	c *jira.Client
 
 	mu         stdsync.Mutex
+	trCache    map[string]cachedTransitions // by workflowField
 	ready      bool
 	deployment string            // resolved: cloud or datacenter
 	ids        map[string]string // configured field (name or id) → field id
@@ -185,7 +186,7 @@ func resolveField(fields []jira.Field, want string) (string, error) {
 }
 
 func (s *Source) searchFields() []string {
-	f := []string{"status", "resolution", "reporter", "updated", "summary"}
+	f := []string{"status", "resolution", "reporter", "updated", "summary", "project", "issuetype"}
 	for _, id := range s.ids {
 		f = append(f, id)
 	}
@@ -349,6 +350,9 @@ func (s *Source) ticket(is *jira.Issue) isync.Ticket {
 	if f.Status != nil {
 		t.Fields["status"] = f.Status.Name
 		t.Closed = f.Status.StatusCategory.Key == "done"
+		// Transitions depend on the workflow (project, issue type) and the
+		// status: the key their cached list is kept under.
+		t.Fields[workflowField] = f.Project.Key + "/" + f.Type.Name + "/" + f.Status.ID
 	}
 	if f.Reporter != nil {
 		t.Requester = f.Reporter.DisplayName

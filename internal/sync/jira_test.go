@@ -199,6 +199,17 @@ func TestJiraPagingBacklog(t *testing.T) {
 					t.Fatalf("%s: status %q", k, s)
 				}
 			}
+			// Transition lists are cached per workflow and status: one GET
+			// per worker at most, not one per issue.
+			gets := 0
+			for _, r := range h.jf.Requests() {
+				if r.Method == "GET" && strings.HasSuffix(r.Path, "/transitions") {
+					gets++
+				}
+			}
+			if gets > 8 {
+				t.Errorf("%d transition lists read for 250 issues of one workflow", gets)
+			}
 			jiraW, cgW := h.jiraWrites(), h.cgWrites()
 			h.pass(h.engine())
 			if a, b := h.jiraWrites(), h.cgWrites(); a != jiraW || b != cgW {

@@ -50,7 +50,7 @@ func requestFields(t Ticket) []Field {
 	// environment, …), in a stable order.
 	var extra []string
 	for k, v := range t.Fields {
-		if k != policyField && k != "state" && k != "status" && strings.TrimSpace(v) != "" {
+		if k != policyField && k != "state" && k != "status" && !strings.HasPrefix(k, "_") && strings.TrimSpace(v) != "" {
 			extra = append(extra, k)
 		}
 	}
