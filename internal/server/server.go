@@ -258,7 +258,7 @@ func (s *Server) record(d *delivery, status int, result string) {
 	for k, v := range d.detail {
 		ev = ev.Str(k, v)
 	}
-	ev.Dur("took", time.Since(d.start)).Msg("delivery")
+	ev.Stringer("took", time.Since(d.start).Round(time.Microsecond)).Msg("delivery")
 }
 
 func (s *Server) notConfigured(w http.ResponseWriter, d *delivery) {
