@@ -510,11 +510,20 @@ func (s *SQLite) CountProvisioned(ctx context.Context, requester string, since t
 // nor its identity and creation time), increments rec.Version and sets
 // rec.UpdatedAt. A record changed since it was read yields isync.ErrConflict.
 func (s *SQLite) Save(ctx context.Context, rec *isync.Record) error {
+	return s.save(ctx, s.db, rec)
+}
+
+// execer is what Save and Append need: the database or a transaction.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (s *SQLite) save(ctx context.Context, db execer, rec *isync.Record) error {
 	if !knownStates[rec.State] {
 		return fmt.Errorf("store: save %s/%s: unknown state %q", rec.Source, rec.TicketID, rec.State)
 	}
 	updated := s.now().UTC()
-	res, err := s.db.ExecContext(ctx, `UPDATE tickets SET
+	res, err := db.ExecContext(ctx, `UPDATE tickets SET
 			ticket_key = ?, state = ?, attempts = ?, next_attempt_at = ?, last_error = ?,
 			blocked_cause = ?, noted_cause = ?, image = ?, reason = ?,
 			repo_id = ?, pull_ref = ?, method = ?, already_present = ?, ready_by = ?, images = ?,
@@ -668,13 +677,33 @@ func (s *SQLite) Counts(ctx context.Context) (map[string]map[isync.State]int, er
 
 // Append implements isync.Store: it adds one audit row. A zero Time is now.
 func (s *SQLite) Append(ctx context.Context, e isync.AuditEntry) error {
+	return s.append(ctx, s.db, e)
+}
+
+// SaveAudit implements isync.AuditSaver: Save and Append in one transaction
+// (one commit instead of two on the hot path).
+func (s *SQLite) SaveAudit(ctx context.Context, rec *isync.Record, e isync.AuditEntry) error {
+	saved := *rec
+	err := s.tx(ctx, func(tx *cachedTx) error {
+		if err := s.save(ctx, tx, &saved); err != nil {
+			return err
+		}
+		return s.append(ctx, tx, e)
+	})
+	if err == nil {
+		*rec = saved
+	}
+	return err
+}
+
+func (s *SQLite) append(ctx context.Context, db execer, e isync.AuditEntry) error {
 	if e.Source == "" || e.TicketID == "" || e.Decision == "" {
 		return errors.New("store: an audit entry needs a source, a ticket id and a decision")
 	}
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO audit
+	_, err := db.ExecContext(ctx, `INSERT INTO audit
 		(time, source, ticket_id, ticket_key, request_id, requester, approver, image, justification, decision, repo_id, detail, actor)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		formatTime(e.Time), e.Source, e.TicketID, e.Key, e.RequestID, e.Requester, e.Approver, e.Image,

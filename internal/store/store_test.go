@@ -764,3 +764,32 @@ func BenchmarkClaimSave(b *testing.B) {
 		}
 	}
 }
+
+// SaveAudit writes the record and its audit row together, or neither.
+func TestSaveAuditIsAtomic(t *testing.T) {
+	s, _ := openFile(t)
+	ctx := context.Background()
+	rec, _ := claim(t, s, "t1", "a", t0)
+	stale := rec
+	rec.State = isync.StateProvisioned
+	entry := isync.AuditEntry{Source: "servicenow", TicketID: "t1", Decision: isync.DecisionProvisioned, Detail: "first"}
+	if err := s.SaveAudit(ctx, &rec, entry); err != nil {
+		t.Fatal(err)
+	}
+	stale.State = isync.StateRejected
+	entry.Detail = "stale"
+	if err := s.SaveAudit(ctx, &stale, entry); !errors.Is(err, isync.ErrConflict) {
+		t.Fatalf("stale SaveAudit: %v, want ErrConflict", err)
+	}
+	var details []string
+	if err := s.Audit(ctx, AuditFilter{}, func(e isync.AuditEntry) error { details = append(details, e.Detail); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(details) != 1 || details[0] != "first" {
+		t.Fatalf("audit rows %q: the stale write's row must not land", details)
+	}
+	got, _ := s.Get(ctx, "servicenow", "t1")
+	if got.State != isync.StateProvisioned || got.Version != rec.Version {
+		t.Fatalf("record %s v%d, want provisioned v%d", got.State, got.Version, rec.Version)
+	}
+}

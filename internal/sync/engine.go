@@ -428,25 +428,55 @@ func (w *worker) save() error {
 }
 
 func (w *worker) audit(d Decision, detail string) {
-	w.last = d
+	entry := w.entry(d, detail)
+	if err := w.e.store.Append(w.sctx, entry); err != nil {
+		w.log.Error().Err(err).Str("decision", string(d)).Msg("writing audit row failed")
+	}
+	w.logged(entry)
+}
+
+// saveAudit persists the record and its audit row, in one transaction when
+// the store can (an AuditSaver), else one after the other.
+func (w *worker) saveAudit(d Decision, detail string) error {
+	saver, ok := w.e.store.(AuditSaver)
+	if !ok {
+		if err := w.save(); err != nil {
+			return err
+		}
+		w.audit(d, detail)
+		return nil
+	}
+	w.rec.UpdatedAt = w.e.o.Now()
+	entry := w.entry(d, detail)
+	if err := saver.SaveAudit(w.sctx, &w.rec, entry); err != nil {
+		return fmt.Errorf("saving %s state %s: %w", w.t.Key, w.rec.State, err)
+	}
+	w.logged(entry)
+	return nil
+}
+
+// entry is the audit row for decision d.
+func (w *worker) entry(d Decision, detail string) AuditEntry {
 	if tier := w.t.Fields[policyField]; tier != "" {
 		detail += " [approval tier " + tier + "]"
 	}
-	entry := AuditEntry{
+	return AuditEntry{
 		Time: w.e.o.Now(), Source: w.src.Name(), TicketID: w.t.ID, Key: w.t.Key, RequestID: w.rec.RequestID,
 		Requester: w.t.Requester, Approver: w.t.Approver, Image: w.t.Image, Justification: w.t.Justification,
 		Decision: d, RepoID: w.rec.Result.RepoID, Detail: detail, Actor: w.e.o.Instance,
 	}
-	if err := w.e.store.Append(w.sctx, entry); err != nil {
-		w.log.Error().Err(err).Str("decision", string(d)).Msg("writing audit row failed")
-	}
+}
+
+// logged logs a decision and tells the observer.
+func (w *worker) logged(e AuditEntry) {
+	w.last = e.Decision
 	ev := w.log.Info()
-	if d == DecisionBlocked || d == DecisionRetry {
+	if e.Decision == DecisionBlocked || e.Decision == DecisionRetry {
 		ev = w.log.Warn() // an administrator has something to look at
 	}
-	ev.Str("decision", string(d)).Str("image", w.t.Image).Str("repo_id", w.rec.Result.RepoID).Msg(detail)
+	ev.Str("decision", string(e.Decision)).Str("image", w.t.Image).Str("repo_id", w.rec.Result.RepoID).Msg(e.Detail)
 	if w.e.o.Observer != nil {
-		w.e.o.Observer(Event{Source: w.src.Name(), TicketID: w.t.ID, Key: w.t.Key, RequestID: w.rec.RequestID, Decision: d, Detail: detail})
+		w.e.o.Observer(Event{Source: w.src.Name(), TicketID: w.t.ID, Key: w.t.Key, RequestID: w.rec.RequestID, Decision: e.Decision, Detail: e.Detail})
 	}
 }
 
@@ -516,13 +546,12 @@ func (w *worker) provision(ctx context.Context) (Decision, error) {
 	w.rec.State = StateProvisioned
 	w.rec.Result = res
 	w.rec.BlockedCause, w.rec.LastError, w.rec.NextAttemptAt = "", "", time.Time{}
-	if err := w.save(); err != nil {
-		return "", err
-	}
+	d, detail := DecisionProvisioned, "provisioned "+res.PullRef+" via "+res.Method
 	if res.AlreadyPresent {
-		w.audit(DecisionAlreadyPresent, "image already present: "+res.PullRef)
-	} else {
-		w.audit(DecisionProvisioned, "provisioned "+res.PullRef+" via "+res.Method)
+		d, detail = DecisionAlreadyPresent, "image already present: "+res.PullRef
+	}
+	if err := w.saveAudit(d, detail); err != nil {
+		return "", err
 	}
 	if w.closeOnReady() {
 		return w.syncing(ctx, false)
@@ -534,10 +563,9 @@ func (w *worker) reject(ctx context.Context, cause error) (Decision, error) {
 	w.rec.State = StateRejected
 	w.rec.Reason = ReasonOf(cause)
 	w.rec.BlockedCause, w.rec.LastError, w.rec.NextAttemptAt = "", "", time.Time{}
-	if err := w.save(); err != nil {
+	if err := w.saveAudit(DecisionRejected, w.rec.Reason); err != nil {
 		return "", err
 	}
-	w.audit(DecisionRejected, w.rec.Reason)
 	return w.writeBack(ctx, false)
 }
 
@@ -548,10 +576,9 @@ func (w *worker) retry(ctx context.Context, cause error) (Decision, error) {
 		// Interrupted by shutdown, not by the upstream: retry as soon as we run again.
 		w.rec.NextAttemptAt = time.Time{}
 	}
-	if err := w.save(); err != nil {
+	if err := w.saveAudit(DecisionRetry, fmt.Sprintf("attempt %d failed, retrying after %s: %v", w.rec.Attempts, w.rec.NextAttemptAt.Format(time.RFC3339), cause)); err != nil {
 		return "", err
 	}
-	w.audit(DecisionRetry, fmt.Sprintf("attempt %d failed, retrying after %s: %v", w.rec.Attempts, w.rec.NextAttemptAt.Format(time.RFC3339), cause))
 	return w.last, nil
 }
 
@@ -563,10 +590,9 @@ func (w *worker) block(ctx context.Context, cause error) (Decision, error) {
 	}
 	w.rec.LastError = ReasonOf(cause)
 	w.rec.NextAttemptAt = w.e.o.Now().Add(w.e.backoff(w.rec.Attempts))
-	if err := w.save(); err != nil {
+	if err := w.saveAudit(DecisionBlocked, w.rec.BlockedCause+": "+w.rec.LastError); err != nil {
 		return "", err
 	}
-	w.audit(DecisionBlocked, w.rec.BlockedCause+": "+w.rec.LastError)
 	if hasCause(w.rec.NotedCause, w.rec.BlockedCause) {
 		return w.last, nil // this cause is already on the ticket
 	}
@@ -576,10 +602,9 @@ func (w *worker) block(ctx context.Context, cause error) (Decision, error) {
 		return w.last, fmt.Errorf("blocked note on %s: %w", w.t.Key, err)
 	}
 	w.rec.NotedCause = addCause(w.rec.NotedCause, w.rec.BlockedCause)
-	if err := w.save(); err != nil {
+	if err := w.saveAudit(DecisionNoted, "blocked note written; ticket left open"); err != nil {
 		return "", err
 	}
-	w.audit(DecisionNoted, "blocked note written; ticket left open")
 	return w.last, nil
 }
 
@@ -614,10 +639,9 @@ func (w *worker) writeBack(ctx context.Context, recovering bool) (Decision, erro
 	}
 	w.rec.State = StateDone
 	w.rec.LastError, w.rec.NextAttemptAt = "", time.Time{}
-	if err := w.save(); err != nil {
+	if err := w.saveAudit(DecisionReported, "result note written and ticket closed: "+r.Summary); err != nil {
 		return "", err
 	}
-	w.audit(DecisionReported, "result note written and ticket closed: "+r.Summary)
 	return w.last, nil
 }
 
@@ -713,10 +737,9 @@ func (w *worker) syncing(ctx context.Context, recovering bool) (Decision, error)
 	w.rec.ReadyBy = now.Add(w.e.o.ReadyTimeout)
 	w.rec.NextAttemptAt = now.Add(w.e.o.ReadyPoll)
 	w.rec.LastError = ""
-	if err := w.save(); err != nil {
+	if err := w.saveAudit(DecisionSyncing, "syncing note written; waiting for "+w.rec.Result.PullRef+" to be pullable"); err != nil {
 		return "", err
 	}
-	w.audit(DecisionSyncing, "syncing note written; waiting for "+w.rec.Result.PullRef+" to be pullable")
 	return w.last, nil
 }
 
@@ -801,10 +824,9 @@ func (w *worker) reread(ctx context.Context, before string) (stop bool, d Decisi
 func (w *worker) finish(d Decision, detail string) (Decision, error) {
 	w.rec.State = StateDone
 	w.rec.LastError, w.rec.NextAttemptAt = "", time.Time{}
-	if err := w.save(); err != nil {
+	if err := w.saveAudit(d, detail); err != nil {
 		return "", err
 	}
-	w.audit(d, detail)
 	return w.last, nil
 }
 

@@ -211,6 +211,12 @@ type AuditEntry struct {
 	Actor         string // the bridge's identity (instance id)
 }
 
+// AuditSaver is implemented by stores that can save a record and append its
+// audit row in one transaction (a commit saved on the hot path).
+type AuditSaver interface {
+	SaveAudit(ctx context.Context, rec *Record, e AuditEntry) error
+}
+
 // Store persists records and the audit log. Implementations must make Claim and
 // Save atomic with respect to each other (SQLite: one transaction each).
 type Store interface {
