@@ -151,7 +151,7 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 func (c *client) doOnce(ctx context.Context, method, path string, query url.Values, body any, out any) (http.Header, error) {
 	u := *c.base
 	u.Path = c.base.Path + path
-	u.RawQuery = encodeQuery(query)
+	u.RawQuery = query.Encode() // sorted keys: request logs compare
 	var rdr io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -238,12 +238,6 @@ func looksHTML(resp *http.Response, data []byte) bool {
 	}
 	t := bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")))
 	return len(t) > 0 && t[0] == '<'
-}
-
-// encodeQuery encodes parameters keeping ServiceNow's readable separators; the
-// order is stable (sorted) so request logs compare.
-func encodeQuery(q url.Values) string {
-	return q.Encode()
 }
 
 func (c *client) authorize(ctx context.Context, req *http.Request) error {

@@ -260,19 +260,7 @@ func (e *Engine) passSource(ctx context.Context, src Source) (Stats, error) {
 // HandleTicket re-reads one ticket from its source and processes it now. It is
 // the webhook path: the caller only knows an id, the source is the truth.
 func (e *Engine) HandleTicket(ctx context.Context, source, id string) (Decision, error) {
-	src, ok := e.sources[source]
-	if !ok {
-		return "", fmt.Errorf("unknown source %q", source)
-	}
-	t, err := src.Get(ctx, id)
-	if err != nil {
-		return "", fmt.Errorf("re-reading %s ticket %s: %w", source, id, err)
-	}
-	if !t.Open && !t.AwaitingApproval {
-		e.log.Debug().Str("source", source).Str("ticket", t.Key).Msg("ticket is not approved and open; nothing to do")
-		return "", nil
-	}
-	return e.process(ctx, src, t, false)
+	return e.handle(ctx, queued{source: source, id: id})
 }
 
 func (e *Engine) ticketLog(source, key, requestID string) *zerolog.Logger {
@@ -891,6 +879,7 @@ func (e *Engine) handle(ctx context.Context, q queued) (Decision, error) {
 		return "", fmt.Errorf("re-reading %s ticket %s: %w", q.source, q.id, err)
 	}
 	if !t.Open && !t.AwaitingApproval && !q.due {
+		e.log.Debug().Str("source", q.source).Str("ticket", t.Key).Msg("ticket is not approved and open; nothing to do")
 		return "", nil
 	}
 	return e.process(ctx, src, t, q.due)

@@ -158,13 +158,10 @@ func matchAll(and [][]condition, get func(string) cell) bool {
 	return true
 }
 
-// matches evaluates one condition on the stored value of the field. As in the
+// matchesCell evaluates one condition on the field's stored value. As in the
 // platform's SQL, an empty value is NULL: it satisfies "=" with an empty
 // value and ISEMPTY, but never "!=", NOT IN, NOT LIKE or a comparison, so
 // "assignment_group!=X" leaves out items with no assignment group.
-func (c condition) matches(r row) bool { return c.matchesCell(r[c.field]) }
-
-// matchesCell evaluates the condition on the field's cell.
 func (c condition) matchesCell(f cell) bool {
 	v := f.value
 	switch c.op {
