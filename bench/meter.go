@@ -169,9 +169,13 @@ func (s *meteredStore) Claim(ctx context.Context, source, ticketID, key, owner s
 	return rec, ok, err
 }
 
-func (s *meteredStore) Save(ctx context.Context, rec *isync.Record) error {
+func (s *meteredStore) Save(ctx context.Context, rec *isync.Record, audit ...isync.AuditEntry) error {
 	start := time.Now()
-	err := s.Store.Save(ctx, rec)
+	err := s.Store.Save(ctx, rec, audit...)
+	if err == nil && rec.LeaseOwner == "" {
+		s.end(rec.Source, rec.TicketID, start) // the save ended the lease: the ticket's last store call
+		return err
+	}
 	s.m.addStore(goid(), time.Since(start))
 	return err
 }
@@ -186,6 +190,13 @@ func (s *meteredStore) Append(ctx context.Context, e isync.AuditEntry) error {
 func (s *meteredStore) Release(ctx context.Context, source, ticketID, owner string) error {
 	start := time.Now()
 	err := s.Store.Release(ctx, source, ticketID, owner)
+	s.end(source, ticketID, start)
+	return err
+}
+
+// end closes the span of the ticket this goroutine is working on, with its
+// last store call, which started at start.
+func (s *meteredStore) end(source, ticketID string, start time.Time) {
 	g := goid()
 	end := time.Now()
 	s.m.mu.Lock()
@@ -197,7 +208,6 @@ func (s *meteredStore) Release(ctx context.Context, source, ticketID, owner stri
 		delete(s.m.open, g)
 	}
 	s.m.mu.Unlock()
-	return err
 }
 
 // ClassifyServiceNow names a Table API request.

@@ -426,9 +426,9 @@ func getRecord(ctx context.Context, q interface {
 }
 
 // Claim implements isync.Store. In one transaction it creates the record in
-// StateNew if absent (with its derived RequestID), then takes the lease for
-// owner until `until` if the lease is free, expired (lease_until < now) or
-// already owner's.
+// StateNew if absent (with its derived RequestID) holding owner's lease, or
+// else takes the lease for owner until `until` if it is free, expired
+// (lease_until < now) or already owner's.
 //
 // Taking a lease from another owner, or a free one, increments Version: it
 // fences off a previous holder whose lease expired while it was still working,
@@ -446,12 +446,28 @@ func (s *SQLite) Claim(ctx context.Context, source, ticketID, key, owner string,
 		ok  bool
 	)
 	err := s.tx(ctx, func(tx *cachedTx) error {
+		// A new ticket (the common case in a backlog) is created with the lease
+		// taken: one statement, and no read back.
 		ts := formatTime(now)
-		_, err := tx.ExecContext(ctx, `INSERT INTO tickets (source, ticket_id, ticket_key, request_id, state, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, ticket_id) DO NOTHING`,
-			source, ticketID, key, RequestID(source, ticketID), string(isync.StateNew), ts, ts)
+		reqID := RequestID(source, ticketID)
+		res, err := tx.ExecContext(ctx, `INSERT INTO tickets (source, ticket_id, ticket_key, request_id, state, lease_owner, lease_until, version, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (source, ticket_id) DO NOTHING`,
+			source, ticketID, key, reqID, string(isync.StateNew), owner, formatTime(until), ts, ts)
 		if err != nil {
 			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 1 {
+			rec = isync.Record{Source: source, TicketID: ticketID, Key: key, RequestID: reqID, State: isync.StateNew,
+				LeaseOwner: owner, LeaseUntil: until.UTC(), Version: 1, CreatedAt: now.UTC(), UpdatedAt: now.UTC()}
+			// Round-trip the times through their stored form, so the record is
+			// exactly what a read would return.
+			rec.LeaseUntil, _ = parseTime(formatTime(until))
+			rec.CreatedAt, _ = parseTime(ts)
+			rec.UpdatedAt = rec.CreatedAt
+			ok = true
+			return nil
 		}
 		rec, err = getRecord(ctx, tx, source, ticketID)
 		if err != nil {
@@ -463,13 +479,19 @@ func (s *SQLite) Claim(ctx context.Context, source, ticketID, key, owner string,
 		if rec.LeaseOwner != owner {
 			rec.Version++
 		}
-		if rec.Key == "" {
-			rec.Key = key
-		}
 		rec.LeaseOwner, rec.LeaseUntil = owner, until.UTC()
-		_, err = tx.ExecContext(ctx, `UPDATE tickets SET lease_owner = ?, lease_until = ?, version = ?, ticket_key = ?
-			WHERE source = ? AND ticket_id = ?`,
-			owner, formatTime(until), rec.Version, rec.Key, source, ticketID)
+		if rec.Key == "" && key != "" {
+			// A record created without its key (by an older bridge) learns it.
+			// Otherwise the key column, and its index, are left untouched.
+			rec.Key = key
+			_, err = tx.ExecContext(ctx, `UPDATE tickets SET lease_owner = ?, lease_until = ?, version = ?, ticket_key = ?
+				WHERE source = ? AND ticket_id = ?`,
+				owner, formatTime(until), rec.Version, rec.Key, source, ticketID)
+		} else {
+			_, err = tx.ExecContext(ctx, `UPDATE tickets SET lease_owner = ?, lease_until = ?, version = ?
+				WHERE source = ? AND ticket_id = ?`,
+				owner, formatTime(until), rec.Version, source, ticketID)
+		}
 		ok = err == nil
 		return err
 	})
@@ -505,12 +527,43 @@ func (s *SQLite) CountProvisioned(ctx context.Context, requester string, since t
 	return n, nil
 }
 
-// Save implements isync.Store: a compare-and-swap on Version. It writes the
-// record's state fields (not its lease, which only Claim and Release change,
-// nor its identity and creation time), increments rec.Version and sets
-// rec.UpdatedAt. A record changed since it was read yields isync.ErrConflict.
-func (s *SQLite) Save(ctx context.Context, rec *isync.Record) error {
-	return s.save(ctx, s.db, rec)
+// Save implements isync.Store: a compare-and-swap on Version, and the audit
+// rows, in one transaction. It writes the record's state fields (not its
+// identity, key or creation time), and clears the lease when rec.LeaseOwner is
+// "" (it never sets one: only Claim does), increments rec.Version and sets
+// rec.UpdatedAt. A record changed since it was read yields isync.ErrConflict
+// and writes nothing; rec is changed only when the commit succeeded.
+func (s *SQLite) Save(ctx context.Context, rec *isync.Record, audit ...isync.AuditEntry) error {
+	if !knownStates[rec.State] {
+		return fmt.Errorf("store: save %s/%s: unknown state %q", rec.Source, rec.TicketID, rec.State)
+	}
+	for _, e := range audit {
+		if err := checkEntry(e); err != nil {
+			return err
+		}
+	}
+	saved := *rec
+	save := func(db execer) error {
+		if err := s.save(ctx, db, &saved); err != nil {
+			return err
+		}
+		for _, e := range audit {
+			if err := s.append(ctx, db, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var err error
+	if len(audit) == 0 {
+		err = save(s.db) // one statement: its own transaction
+	} else {
+		err = s.tx(ctx, func(tx *cachedTx) error { return save(tx) })
+	}
+	if err == nil {
+		*rec = saved
+	}
+	return err
 }
 
 // execer is what Save and Append need: the database or a transaction.
@@ -518,18 +571,28 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-func (s *SQLite) save(ctx context.Context, db execer, rec *isync.Record) error {
-	if !knownStates[rec.State] {
-		return fmt.Errorf("store: save %s/%s: unknown state %q", rec.Source, rec.TicketID, rec.State)
-	}
-	updated := s.now().UTC()
-	res, err := db.ExecContext(ctx, `UPDATE tickets SET
-			ticket_key = ?, state = ?, attempts = ?, next_attempt_at = ?, last_error = ?,
+const (
+	saveSet = `UPDATE tickets SET
+			state = ?, attempts = ?, next_attempt_at = ?, last_error = ?,
 			blocked_cause = ?, noted_cause = ?, image = ?, reason = ?,
 			repo_id = ?, pull_ref = ?, method = ?, already_present = ?, ready_by = ?, images = ?,
-			version = version + 1, updated_at = ?
-		WHERE source = ? AND ticket_id = ? AND version = ?`,
-		rec.Key, string(rec.State), rec.Attempts, formatTime(rec.NextAttemptAt), rec.LastError,
+			version = version + 1, updated_at = ?`
+	saveWhere        = ` WHERE source = ? AND ticket_id = ? AND version = ?`
+	saveQuery        = saveSet + saveWhere
+	saveReleaseQuery = saveSet + `, lease_owner = '', lease_until = ''` + saveWhere
+)
+
+// save updates the row of rec, which must be at rec.Version, and advances rec.
+// The key column is not written: Claim sets it, and rewriting it would
+// rewrite its index entry on every save.
+func (s *SQLite) save(ctx context.Context, db execer, rec *isync.Record) error {
+	updated := s.now().UTC()
+	query := saveQuery
+	if rec.LeaseOwner == "" {
+		query = saveReleaseQuery
+	}
+	res, err := db.ExecContext(ctx, query,
+		string(rec.State), rec.Attempts, formatTime(rec.NextAttemptAt), rec.LastError,
 		rec.BlockedCause, rec.NotedCause, rec.Image, rec.Reason,
 		rec.Result.RepoID, rec.Result.PullRef, rec.Result.Method, rec.Result.AlreadyPresent, formatTime(rec.ReadyBy), imagesJSON(rec.Images),
 		formatTime(updated),
@@ -680,25 +743,17 @@ func (s *SQLite) Append(ctx context.Context, e isync.AuditEntry) error {
 	return s.append(ctx, s.db, e)
 }
 
-// SaveAudit implements isync.AuditSaver: Save and Append in one transaction
-// (one commit instead of two on the hot path).
-func (s *SQLite) SaveAudit(ctx context.Context, rec *isync.Record, e isync.AuditEntry) error {
-	saved := *rec
-	err := s.tx(ctx, func(tx *cachedTx) error {
-		if err := s.save(ctx, tx, &saved); err != nil {
-			return err
-		}
-		return s.append(ctx, tx, e)
-	})
-	if err == nil {
-		*rec = saved
+// checkEntry refuses an audit entry that would not say what happened to what.
+func checkEntry(e isync.AuditEntry) error {
+	if e.Source == "" || e.TicketID == "" || e.Decision == "" {
+		return errors.New("store: an audit entry needs a source, a ticket id and a decision")
 	}
-	return err
+	return nil
 }
 
 func (s *SQLite) append(ctx context.Context, db execer, e isync.AuditEntry) error {
-	if e.Source == "" || e.TicketID == "" || e.Decision == "" {
-		return errors.New("store: an audit entry needs a source, a ticket id and a decision")
+	if err := checkEntry(e); err != nil {
+		return err
 	}
 	if e.Time.IsZero() {
 		e.Time = s.now()

@@ -747,49 +747,81 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 	wg.Wait()
 }
 
-func BenchmarkClaimSave(b *testing.B) {
-	s, _ := openFile(b)
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		id := fmt.Sprint(i)
-		rec, ok, err := s.Claim(ctx, "servicenow", id, "RITM"+id, "bench", t0, t0.Add(time.Minute))
-		if err != nil || !ok {
-			b.Fatal(ok, err)
-		}
-		rec.State = isync.StateProvisioning
-		if err := s.Save(ctx, &rec); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// SaveAudit writes the record and its audit row together, or neither.
-func TestSaveAuditIsAtomic(t *testing.T) {
+// Save writes the record and its audit rows together, or neither: a stale
+// version, or an audit row the store refuses, leaves both as they were.
+func TestSaveWithAuditIsAtomic(t *testing.T) {
 	s, _ := openFile(t)
 	ctx := context.Background()
 	rec, _ := claim(t, s, "t1", "a", t0)
 	stale := rec
 	rec.State = isync.StateProvisioned
 	entry := isync.AuditEntry{Source: "servicenow", TicketID: "t1", Decision: isync.DecisionProvisioned, Detail: "first"}
-	if err := s.SaveAudit(ctx, &rec, entry); err != nil {
+	if err := s.Save(ctx, &rec, entry); err != nil {
 		t.Fatal(err)
 	}
 	stale.State = isync.StateRejected
 	entry.Detail = "stale"
-	if err := s.SaveAudit(ctx, &stale, entry); !errors.Is(err, isync.ErrConflict) {
-		t.Fatalf("stale SaveAudit: %v, want ErrConflict", err)
+	if err := s.Save(ctx, &stale, entry); !errors.Is(err, isync.ErrConflict) {
+		t.Fatalf("stale Save: %v, want ErrConflict", err)
+	}
+	// A second row that cannot be written (no decision) undoes the first and
+	// the record's change, and leaves the caller's record as it was.
+	before := rec
+	rec.State = isync.StateDone
+	bad := entry
+	bad.Decision = ""
+	entry.Detail = "with a bad row"
+	if err := s.Save(ctx, &rec, entry, bad); err == nil {
+		t.Fatal("Save with an audit row lacking its decision succeeded")
+	}
+	if rec.Version != before.Version {
+		t.Fatalf("a failed Save moved the caller's record to version %d (was %d)", rec.Version, before.Version)
 	}
 	var details []string
 	if err := s.Audit(ctx, AuditFilter{}, func(e isync.AuditEntry) error { details = append(details, e.Detail); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(details) != 1 || details[0] != "first" {
-		t.Fatalf("audit rows %q: the stale write's row must not land", details)
+		t.Fatalf("audit rows %q: only the first write's row may land", details)
 	}
 	got, _ := s.Get(ctx, "servicenow", "t1")
-	if got.State != isync.StateProvisioned || got.Version != rec.Version {
-		t.Fatalf("record %s v%d, want provisioned v%d", got.State, got.Version, rec.Version)
+	if got.State != isync.StateProvisioned || got.Version != before.Version {
+		t.Fatalf("record %s v%d, want provisioned v%d", got.State, got.Version, before.Version)
+	}
+}
+
+// Save keeps the lease (a renewed one too), and a record saved with no lease
+// owner gives its lease back in the same commit.
+func TestSaveWritesTheLease(t *testing.T) {
+	s, _ := openFile(t)
+	ctx := context.Background()
+	rec, _ := claim(t, s, "t1", "a", t0)
+	renewed, ok, err := s.Claim(ctx, "servicenow", "t1", "RITM1", "a", t0.Add(time.Minute), t0.Add(10*time.Minute))
+	if err != nil || !ok {
+		t.Fatalf("renew: %v %v", ok, err)
+	}
+	rec.State = isync.StateProvisioning // rec still has the lease of the first claim
+	if err := s.Save(ctx, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, "servicenow", "t1"); got.LeaseOwner != "a" || !got.LeaseUntil.Equal(renewed.LeaseUntil) {
+		t.Fatalf("lease after save: %q until %s, want a until %s", got.LeaseOwner, got.LeaseUntil, renewed.LeaseUntil)
+	}
+	// Another owner cannot take it while it runs...
+	if _, ok, _ := s.Claim(ctx, "servicenow", "t1", "RITM1", "b", t0.Add(2*time.Minute), t0.Add(20*time.Minute)); ok {
+		t.Fatal("b took a lease a still holds")
+	}
+	// ...and can at once after a's last save released it.
+	rec.State = isync.StateDone
+	rec.LeaseOwner, rec.LeaseUntil = "", time.Time{}
+	if err := s.Save(ctx, &rec, isync.AuditEntry{Source: "servicenow", TicketID: "t1", Decision: isync.DecisionReported}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := s.Claim(ctx, "servicenow", "t1", "RITM1", "b", t0.Add(2*time.Minute), t0.Add(20*time.Minute))
+	if err != nil || !ok {
+		t.Fatalf("b could not claim a released ticket: %v %v", ok, err)
+	}
+	if got.Version != rec.Version+1 {
+		t.Fatalf("b's claim is at version %d, want %d (a new owner fences a's record)", got.Version, rec.Version+1)
 	}
 }

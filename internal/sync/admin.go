@@ -39,18 +39,16 @@ func (e *Engine) Replay(ctx context.Context, source, id string) (Decision, error
 	if rec.State == StateDone {
 		// The ticket was reopened: start over. Provisioning is idempotent.
 		rec.State, rec.Attempts, rec.NextAttemptAt, rec.LastError = StateNew, 0, time.Time{}, ""
-		rec.UpdatedAt = now
-		if err := e.store.Save(sctx, &rec); err != nil {
-			_ = e.store.Release(sctx, source, t.ID, e.owner)
-			return "", fmt.Errorf("resetting %s: %w", t.Key, err)
-		}
 	}
-	if err := e.store.Append(sctx, AuditEntry{Time: now, Source: source, TicketID: t.ID, Key: t.Key, RequestID: rec.RequestID,
-		Requester: t.Requester, Image: t.Image, Decision: DecisionReplay, Detail: "replay requested by an administrator", Actor: e.o.Instance}); err != nil {
-		e.log.Warn().Err(err).Msg("writing audit row failed")
-	}
-	if err := e.store.Release(sctx, source, t.ID, e.owner); err != nil {
-		return "", fmt.Errorf("releasing %s: %w", t.Key, err)
+	// The replay is recorded, and the lease given back for process to take,
+	// in one commit.
+	rec.UpdatedAt = now
+	rec.LeaseOwner, rec.LeaseUntil = "", time.Time{}
+	entry := AuditEntry{Time: now, Source: source, TicketID: t.ID, Key: t.Key, RequestID: rec.RequestID,
+		Requester: t.Requester, Image: t.Image, Decision: DecisionReplay, Detail: "replay requested by an administrator", Actor: e.o.Instance}
+	if err := e.store.Save(sctx, &rec, entry); err != nil {
+		_ = e.store.Release(sctx, source, t.ID, e.owner)
+		return "", fmt.Errorf("recording the replay of %s: %w", t.Key, err)
 	}
 	return e.process(ctx, src, t, true)
 }

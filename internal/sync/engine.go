@@ -180,7 +180,13 @@ type job struct {
 func (e *Engine) passSource(ctx context.Context, src Source) (Stats, error) {
 	st := Stats{Decisions: map[Decision]int{}}
 	var stMu stdsync.Mutex
-	jobs := make(chan job)
+	// The listing runs ahead of the workers by up to two tickets per worker,
+	// so that fetching the next page overlaps with work on the current one
+	// instead of leaving every worker idle for a listing call. Two per worker
+	// covers a page fetch that takes as long as a ticket's upstream calls; the
+	// tickets queued are at most that much staler than when listed, and every
+	// write is guarded by the store's record and the re-read on recovery.
+	jobs := make(chan job, 2*e.o.Concurrency)
 	var wg stdsync.WaitGroup
 	for i := 0; i < e.o.Concurrency; i++ {
 		wg.Add(1)
@@ -312,12 +318,15 @@ func (e *Engine) process(ctx context.Context, src Source, t Ticket, due bool) (D
 		log.Debug().Str("lease_owner", rec.LeaseOwner).Msg("ticket leased by another bridge instance; skipped")
 		return "", nil
 	}
+	w := &worker{e: e, src: src, t: t, rec: rec, log: log, sctx: sctx, due: due, renewedAt: now}
 	defer func() {
+		if w.released {
+			return // the last save ended the lease
+		}
 		if err := e.store.Release(sctx, src.Name(), t.ID, e.owner); err != nil {
 			log.Warn().Err(err).Msg("releasing lease failed; it expires by itself")
 		}
 	}()
-	w := &worker{e: e, src: src, t: t, rec: rec, log: log, sctx: sctx, due: due, renewedAt: now}
 	return w.run(ctx)
 }
 
@@ -333,6 +342,8 @@ type worker struct {
 	due  bool
 	// renewedAt is when the lease was last taken or extended.
 	renewedAt time.Time
+	// released is set once a save into StateDone has ended the lease.
+	released bool
 }
 
 func (w *worker) run(ctx context.Context) (Decision, error) {
@@ -363,13 +374,7 @@ func (w *worker) run(ctx context.Context) (Decision, error) {
 			return "", nil // not (or no longer) approved: wait for the approval
 		}
 		// Closed by a person before the bridge acted.
-		w.rec.State = StateDone
-		w.rec.LastError = ""
-		if err := w.save(); err != nil {
-			return "", err
-		}
-		w.audit(DecisionClosedElsewhere, "ticket closed before the bridge acted; nothing provisioned")
-		return w.last, nil
+		return w.finish(DecisionClosedElsewhere, "ticket closed before the bridge acted; nothing provisioned")
 	}
 	if !w.due && !w.rec.NextAttemptAt.IsZero() && now.Before(w.rec.NextAttemptAt) {
 		return "", nil // backing off
@@ -398,6 +403,7 @@ func (w *worker) renew() error {
 		return fmt.Errorf("%s: %w", w.t.Key, errLeaseLost)
 	}
 	w.renewedAt = now
+	w.rec.LeaseUntil = rec.LeaseUntil // Save writes the lease as the record has it
 	return nil
 }
 
@@ -407,14 +413,27 @@ func (w *worker) bounded(ctx context.Context, limit time.Duration) (context.Cont
 	return context.WithTimeout(ctx, min(limit, w.e.o.Lease/2))
 }
 
-func (w *worker) save() error {
+// save persists the record together with the audit rows of the decisions it
+// records, in one store transaction, then logs the decisions. A save into
+// StateDone is the worker's last: it ends the lease in the same commit.
+func (w *worker) save(entries ...AuditEntry) error {
 	w.rec.UpdatedAt = w.e.o.Now()
-	if err := w.e.store.Save(w.sctx, &w.rec); err != nil {
+	rec := w.rec
+	if rec.State == StateDone {
+		rec.LeaseOwner, rec.LeaseUntil = "", time.Time{}
+	}
+	if err := w.e.store.Save(w.sctx, &rec, entries...); err != nil {
 		return fmt.Errorf("saving %s state %s: %w", w.t.Key, w.rec.State, err)
+	}
+	w.rec = rec
+	w.released = rec.LeaseOwner == ""
+	for _, e := range entries {
+		w.logged(e)
 	}
 	return nil
 }
 
+// audit appends an audit row for a decision that changes no state.
 func (w *worker) audit(d Decision, detail string) {
 	entry := w.entry(d, detail)
 	if err := w.e.store.Append(w.sctx, entry); err != nil {
@@ -423,24 +442,9 @@ func (w *worker) audit(d Decision, detail string) {
 	w.logged(entry)
 }
 
-// saveAudit persists the record and its audit row, in one transaction when
-// the store can (an AuditSaver), else one after the other.
+// saveAudit persists the record and the audit row of decision d.
 func (w *worker) saveAudit(d Decision, detail string) error {
-	saver, ok := w.e.store.(AuditSaver)
-	if !ok {
-		if err := w.save(); err != nil {
-			return err
-		}
-		w.audit(d, detail)
-		return nil
-	}
-	w.rec.UpdatedAt = w.e.o.Now()
-	entry := w.entry(d, detail)
-	if err := saver.SaveAudit(w.sctx, &w.rec, entry); err != nil {
-		return fmt.Errorf("saving %s state %s: %w", w.t.Key, w.rec.State, err)
-	}
-	w.logged(entry)
-	return nil
+	return w.save(w.entry(d, detail))
 }
 
 // entry is the audit row for decision d.
@@ -773,10 +777,9 @@ func (w *worker) checkReady(ctx context.Context) (Decision, error) {
 		w.rec.State = StateRejected
 		w.rec.Reason = fmt.Sprintf("the repository was created, but %s was still not pullable after %s; check that tag %q exists in the catalog, or ask again later",
 			w.rec.Result.PullRef, w.e.o.ReadyTimeout, ref.Tag)
-		if err := w.save(); err != nil {
+		if err := w.saveAudit(DecisionReadyTimeout, w.rec.Reason); err != nil {
 			return "", err
 		}
-		w.audit(DecisionReadyTimeout, w.rec.Reason)
 		return w.writeBack(ctx, false)
 	default:
 		w.rec.NextAttemptAt = now.Add(w.e.o.ReadyPoll)

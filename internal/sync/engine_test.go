@@ -231,8 +231,8 @@ type crashStore struct {
 
 var errCrash = errors.New("simulated crash")
 
-func (c *crashStore) Save(ctx context.Context, rec *isync.Record) error {
-	if err := c.Store.Save(ctx, rec); err != nil {
+func (c *crashStore) Save(ctx context.Context, rec *isync.Record, audit ...isync.AuditEntry) error {
+	if err := c.Store.Save(ctx, rec, audit...); err != nil {
 		return err
 	}
 	if rec.State == c.after {
@@ -405,8 +405,8 @@ type stealStore struct {
 	once  stdsync.Once
 }
 
-func (s *stealStore) Save(ctx context.Context, rec *isync.Record) error {
-	if err := s.Store.Save(ctx, rec); err != nil {
+func (s *stealStore) Save(ctx context.Context, rec *isync.Record, audit ...isync.AuditEntry) error {
+	if err := s.Store.Save(ctx, rec, audit...); err != nil {
 		return err
 	}
 	if rec.State == s.after {
@@ -474,5 +474,57 @@ func TestBlockedNoteLostAnswerJournalUnreadable(t *testing.T) {
 	}
 	if n := len(h.notes(r.SysID)); n != 1 {
 		t.Fatalf("%d blocked notes, want 1", n)
+	}
+}
+
+// releaseCounter counts the store's Release calls.
+type releaseCounter struct {
+	isync.Store
+	mu stdsync.Mutex
+	n  int
+}
+
+func (r *releaseCounter) Release(ctx context.Context, source, ticketID, owner string) error {
+	r.mu.Lock()
+	r.n++
+	r.mu.Unlock()
+	return r.Store.Release(ctx, source, ticketID, owner)
+}
+
+// Every lease ends with the pass: a ticket that finished gave its lease back
+// in its last save (no separate Release), one that did not (a retry) through
+// Release; another bridge process can take either at once.
+func TestLeasesEndWithThePass(t *testing.T) {
+	rc := &releaseCounter{}
+	h := newHarness(t, harnessOpts{wrapStore: func(s isync.Store) isync.Store { rc.Store = s; return rc }})
+	var done []string
+	for _, img := range []string{"python", "node:20", "pythn"} { // two provisioned, one rejected
+		done = append(done, h.ritm(img, nil).SysID)
+	}
+	h.pass(h.engine())
+	if rc.n != 0 {
+		t.Errorf("%d Release calls for tickets that all finished, want 0 (the last save ends the lease)", rc.n)
+	}
+	h.cg.InjectError("CreateRepo", codes.Unavailable, "backend unavailable", 1)
+	retry := h.ritm("go", nil).SysID
+	h.pass(h.engine())
+	if rc.n != 1 {
+		t.Errorf("%d Release calls after a retried ticket, want 1", rc.n)
+	}
+	for _, id := range append(done, retry) {
+		rec, err := h.store.Get(context.Background(), "servicenow", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.LeaseOwner != "" || !rec.LeaseUntil.IsZero() {
+			t.Errorf("%s (%s): lease still held by %q until %s", id, rec.State, rec.LeaseOwner, rec.LeaseUntil)
+		}
+		now := h.clock.Now()
+		if _, ok, err := h.store.Claim(context.Background(), "servicenow", id, "", "other-process", now, now.Add(time.Minute)); err != nil || !ok {
+			t.Errorf("%s: another process could not take the ticket: %v %v", id, ok, err)
+		}
+	}
+	if s := h.state(retry); s == "3" {
+		t.Fatalf("the retried ticket closed; the injected failure did not happen")
 	}
 }

@@ -113,16 +113,17 @@ func (w *worker) provisionMany(ctx context.Context, images []string) (Decision, 
 			}
 			return w.retry(ctx, err)
 		}
-		if err := w.save(); err != nil {
-			return "", err
-		}
+		var entries []AuditEntry
 		if o.Provisioned() {
 			d := DecisionProvisioned
 			if res.AlreadyPresent {
 				d = DecisionAlreadyPresent
 			}
 			w.rec.Result = res
-			w.audit(d, fmt.Sprintf("image %d of %d: %s via %s", i+1, len(images), res.PullRef, res.Method))
+			entries = append(entries, w.entry(d, fmt.Sprintf("image %d of %d: %s via %s", i+1, len(images), res.PullRef, res.Method)))
+		}
+		if err := w.save(entries...); err != nil {
+			return "", err
 		}
 	}
 	var ok, rejected []string

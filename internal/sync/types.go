@@ -211,12 +211,6 @@ type AuditEntry struct {
 	Actor         string // the bridge's identity (instance id)
 }
 
-// AuditSaver is implemented by stores that can save a record and append its
-// audit row in one transaction (a commit saved on the hot path).
-type AuditSaver interface {
-	SaveAudit(ctx context.Context, rec *Record, e AuditEntry) error
-}
-
 // Store persists records and the audit log. Implementations must make Claim and
 // Save atomic with respect to each other (SQLite: one transaction each).
 type Store interface {
@@ -225,8 +219,16 @@ type Store interface {
 	// current record, when another owner holds an unexpired lease.
 	Claim(ctx context.Context, source, ticketID, key, owner string, now, until time.Time) (rec Record, ok bool, err error)
 	// Save writes rec if its Version matches the stored one, then increments
-	// rec.Version. ErrConflict otherwise.
-	Save(ctx context.Context, rec *Record) error
+	// rec.Version, and appends the audit rows, all in one transaction: a
+	// decision and the state it records land together or not at all.
+	// ErrConflict, with nothing written, when the version is stale.
+	//
+	// Save leaves the lease alone, except that a record whose LeaseOwner is
+	// "" is saved released: a worker's last save ends its lease in the same
+	// commit. The version check is what makes this safe: a record still at the
+	// caller's version has not been claimed by anyone else since the caller's
+	// own Claim.
+	Save(ctx context.Context, rec *Record, audit ...AuditEntry) error
 	// Release clears the lease if owner holds it.
 	Release(ctx context.Context, source, ticketID, owner string) error
 	// Unfinished calls fn for every record of source not in StateDone.
