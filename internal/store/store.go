@@ -310,15 +310,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	if err := s.checkIntegrity(ctx); err != nil {
 		return err
 	}
-	if version == 0 {
-		var tables int
-		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'").Scan(&tables); err != nil {
-			return s.wrapOpen(err)
-		}
-		if tables > 0 {
-			return fmt.Errorf("store %s: a SQLite database with tables but no bridge schema; check state.dsn", s.path)
-		}
-	}
+	errForeign := fmt.Errorf("store %s: a SQLite database with tables but no bridge schema; check state.dsn", s.path)
 	for _, m := range migrations[version:] {
 		err := s.tx(ctx, func(tx *cachedTx) error {
 			// Another process may have migrated while this one waited for
@@ -330,12 +322,26 @@ func (s *SQLite) migrate(ctx context.Context) error {
 			if v >= m.version {
 				return nil
 			}
+			if v == 0 {
+				// Checked under the write lock: tables seen before it may be
+				// those of another bridge process migrating the same file.
+				var tables int
+				if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'").Scan(&tables); err != nil {
+					return err
+				}
+				if tables > 0 {
+					return errForeign
+				}
+			}
 			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 				return err
 			}
 			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version))
 			return err
 		})
+		if errors.Is(err, errForeign) {
+			return err
+		}
 		if err != nil {
 			return fmt.Errorf("store %s: migration %s: %w", s.path, m.name, err)
 		}
@@ -514,13 +520,17 @@ func imagesJSON(images []isync.ImageOutcome) string {
 	return string(b)
 }
 
+// countProvisionedQuery writes the decision out, not bound, so that the
+// partial index audit_provisioned (WHERE decision = 'provisioned') applies.
+const countProvisionedQuery = `SELECT count(*) FROM audit
+	WHERE requester = ? AND decision = '` + string(isync.DecisionProvisioned) + `' AND time >= ?`
+
 // CountProvisioned counts the images provisioned (not already present) for
 // requester since the given time, from the audit log: the per-requester daily
 // limit.
 func (s *SQLite) CountProvisioned(ctx context.Context, requester string, since time.Time) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM audit WHERE requester = ? AND decision = ? AND time >= ?`,
-		requester, string(isync.DecisionProvisioned), formatTime(since)).Scan(&n)
+	err := s.db.QueryRowContext(ctx, countProvisionedQuery, requester, formatTime(since)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: counting provisioned images of a requester: %w", err)
 	}
@@ -776,9 +786,9 @@ type AuditFilter struct {
 	TicketID string    // a ticket id or a human key (RITM0010001, IMG-42)
 }
 
-// Audit calls fn for every audit row matching f, oldest first. fn may use the
-// store.
-func (s *SQLite) Audit(ctx context.Context, f AuditFilter, fn func(isync.AuditEntry) error) error {
+// auditQuery is the query of one page of Audit and its arguments after the
+// first (the id to page after) and before the last (the page size).
+func auditQuery(f AuditFilter) (string, []any) {
 	where := []string{"id > ?"}
 	var args []any
 	if !f.Since.IsZero() {
@@ -790,12 +800,20 @@ func (s *SQLite) Audit(ctx context.Context, f AuditFilter, fn func(isync.AuditEn
 		args = append(args, f.Source)
 	}
 	if f.TicketID != "" {
-		where = append(where, "(ticket_id = ? OR ticket_key = ?)")
+		// By id, or by key through the tickets table: both are lookups in
+		// audit_ticket.
+		where = append(where, "ticket_id IN (SELECT ? UNION SELECT ticket_id FROM tickets WHERE ticket_key = ?)")
 		args = append(args, f.TicketID, f.TicketID)
 	}
-	query := `SELECT id, time, source, ticket_id, ticket_key, request_id, requester, approver, image,
+	return `SELECT id, time, source, ticket_id, ticket_key, request_id, requester, approver, image,
 		justification, decision, repo_id, detail, actor FROM audit
-		WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id LIMIT ?`
+		WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id LIMIT ?`, args
+}
+
+// Audit calls fn for every audit row matching f, oldest first. fn may use the
+// store.
+func (s *SQLite) Audit(ctx context.Context, f AuditFilter, fn func(isync.AuditEntry) error) error {
+	query, args := auditQuery(f)
 	var after int64
 	for {
 		page, last, err := s.auditPage(ctx, query, append(append([]any{after}, args...), pageSize)...)

@@ -437,6 +437,13 @@ func TestAuditAppendOnly(t *testing.T) {
 		{Time: t0.Add(time.Hour), Source: "jira", TicketID: "10042", Key: "IMG-42", Decision: isync.DecisionRejected, Actor: "bridge-1"},
 		{Time: t0.Add(2 * time.Hour), Source: "servicenow", TicketID: "a", Key: "RITM0010001", Decision: isync.DecisionReported, Actor: "bridge-1"},
 	}
+	// The engine claims a ticket before it audits anything about it: the
+	// tickets table is what resolves a key to its ticket id.
+	for _, c := range [][3]string{{"servicenow", "a", "RITM0010001"}, {"jira", "10042", "IMG-42"}} {
+		if _, _, err := s.Claim(ctx, c[0], c[1], c[2], "bridge-1", t0, t0.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, e := range entries {
 		if err := s.Append(ctx, e); err != nil {
 			t.Fatal(err)
@@ -823,5 +830,120 @@ func TestSaveWritesTheLease(t *testing.T) {
 	}
 	if got.Version != rec.Version+1 {
 		t.Fatalf("b's claim is at version %d, want %d (a new owner fences a's record)", got.Version, rec.Version+1)
+	}
+}
+
+// A store written by a bridge at schema 4 (audit with AUTOINCREMENT and a
+// key index, tickets_state) opens at the current schema with every ticket
+// and audit row intact: same ids, same contents, still append-only, ids
+// continuing after the last one, lookups by key still answered.
+func TestUpgradeFromSchema4KeepsTheAuditLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bridge.db")
+	db, err := sql.Open("sqlite", connString(path, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migrations[:4] {
+		if _, err := db.Exec(m.sql); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+	}
+	ts := formatTime(t0)
+	for _, stmt := range []string{
+		`INSERT INTO tickets (source, ticket_id, ticket_key, request_id, state, created_at, updated_at)
+			VALUES ('jira', '10042', 'IMG-42', 'ibr-1', 'done', '` + ts + `', '` + ts + `')`,
+		`INSERT INTO audit (time, source, ticket_id, ticket_key, request_id, requester, decision, detail)
+			VALUES ('` + ts + `', 'jira', '10042', 'IMG-42', 'ibr-1', 'dev', 'provisioned', 'first')`,
+		`INSERT INTO audit (time, source, ticket_id, ticket_key, request_id, requester, decision, detail)
+			VALUES ('` + ts + `', 'jira', '10042', 'IMG-42', 'ibr-1', 'dev', 'reported', 'second')`,
+		"PRAGMA user_version = 4",
+	} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Append(ctx, isync.AuditEntry{Time: t0, Source: "jira", TicketID: "10042", Key: "IMG-42", Decision: isync.DecisionReplay, Detail: "third"}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	var details []string
+	rows, err := s.db.QueryContext(ctx, "SELECT id, detail FROM audit ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int64
+		var d string
+		if err := rows.Scan(&id, &d); err != nil {
+			t.Fatal(err)
+		}
+		ids, details = append(ids, id), append(details, d)
+	}
+	rows.Close()
+	if !reflect.DeepEqual(ids, []int64{1, 2, 3}) || !reflect.DeepEqual(details, []string{"first", "second", "third"}) {
+		t.Fatalf("audit after upgrade: ids %v details %q", ids, details)
+	}
+	var byKey []string
+	if err := s.Audit(ctx, AuditFilter{TicketID: "IMG-42"}, func(e isync.AuditEntry) error { byKey = append(byKey, e.Detail); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(byKey) != 3 {
+		t.Fatalf("audit by key after upgrade: %q", byKey)
+	}
+	if n, err := s.CountProvisioned(ctx, "dev", t0.Add(-time.Hour)); err != nil || n != 1 {
+		t.Fatalf("CountProvisioned after upgrade: %d, %v", n, err)
+	}
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM audit WHERE id = 1"); err == nil || !strings.Contains(err.Error(), "append-only") {
+		t.Fatalf("audit rows deletable after upgrade: %v", err)
+	}
+	var leftovers int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE name IN ('tickets_state', 'audit_key', 'audit_new')`).Scan(&leftovers); err != nil || leftovers != 0 {
+		t.Fatalf("%d old indexes or tables left, %v", leftovers, err)
+	}
+}
+
+// The queries that run per ticket or per admin lookup stay on their indexes
+// (a full scan of a year's audit log would pass every functional test).
+func TestQueriesUseTheirIndexes(t *testing.T) {
+	s, _ := openFile(t)
+	ctx := context.Background()
+	byTicket, byTicketArgs := auditQuery(AuditFilter{TicketID: "RITM0010001"})
+	bySourceTicket, bySourceTicketArgs := auditQuery(AuditFilter{Source: "jira", TicketID: "IMG-42"})
+	for _, c := range []struct {
+		name, query, index string
+		args               []any
+	}{
+		{"daily limit", countProvisionedQuery, "audit_provisioned", []any{"dev", formatTime(t0)}},
+		{"audit by ticket", byTicket, "audit_ticket", append(append([]any{0}, byTicketArgs...), pageSize)},
+		{"audit by source and ticket", bySourceTicket, "audit_ticket", append(append([]any{0}, bySourceTicketArgs...), pageSize)},
+		{"ticket by key", `SELECT ` + recordColumns + ` FROM tickets WHERE ticket_key = ? ORDER BY source, ticket_id`, "tickets_key", []any{"RITM0010001"}},
+	} {
+		rows, err := s.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.query, c.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, notUsed int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notUsed, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		if p := strings.Join(plan, "; "); !strings.Contains(p, "INDEX "+c.index+" ") {
+			t.Errorf("%s: plan does not use %s: %s", c.name, c.index, p)
+		}
 	}
 }
