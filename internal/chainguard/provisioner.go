@@ -53,16 +53,17 @@ type Provisioner struct {
 	clients registry.Clients
 	now     func() time.Time
 
-	planMu    sync.Mutex
-	plan      registry.Plan
-	planUntil time.Time
+	// effective is the organization's effective entitlements (its plan and
+	// quotas), cached for PlanTTL; catalog is the public catalog, cached for
+	// CatalogTTL. Both are reloaded in the background once stale.
+	effective *cached[*registry.GetEffectiveEntitlementsResponse]
+	catalog   *cached[catalog]
+}
 
-	catMu    sync.Mutex
-	catalog  []string
-	catRepos map[string]*registry.Repo // catalog repos by name: tier, active tags
-	catUntil time.Time
-
-	effective *registry.GetEffectiveEntitlementsResponse // with plan, under planMu
+// catalog is the public catalog's listing.
+type catalog struct {
+	names []string                  // sorted, unique
+	repos map[string]*registry.Repo // by name: tier, active tags
 }
 
 var _ isync.Provisioner = (*Provisioner)(nil)
@@ -107,48 +108,69 @@ func (c ownedClients) Close() error { return c.conn.Close() }
 // defaults; it does not validate o (see Options.Validate). The Provisioner
 // owns c: Close closes it.
 func NewWithClients(c registry.Clients, o Options) *Provisioner {
-	return &Provisioner{opts: o.withDefaults(), clients: c, now: time.Now}
+	p := &Provisioner{opts: o.withDefaults(), clients: c, now: time.Now}
+	now := func() time.Time { return p.now() } // tests replace p.now
+	p.effective = newCached(p.opts.PlanTTL, now, p.loadEffective)
+	p.catalog = newCached(p.opts.CatalogTTL, now, p.loadCatalog)
+	return p
 }
 
-// Close closes the API connection.
-func (p *Provisioner) Close() error { return p.clients.Close() }
+// Close closes the API connection, and waits for background reloads (which
+// then fail at once).
+func (p *Provisioner) Close() error {
+	err := p.clients.Close()
+	p.effective.wait()
+	p.catalog.wait()
+	return err
+}
 
 // Check makes one authenticated call (GetEffectiveEntitlements, which needs
 // registry.entitlements.list) to verify the API URL, token, organization and
 // role. It refreshes the cached plan.
 func (p *Provisioner) Check(ctx context.Context) error {
-	p.planMu.Lock()
-	defer p.planMu.Unlock()
-	_, err := p.fetchPlanLocked(ctx)
+	_, err := p.effective.refresh(ctx)
 	return err
 }
 
-// Plan returns the organization's entitlement plan, cached for PlanTTL.
-func (p *Provisioner) Plan(ctx context.Context) (registry.Plan, error) {
-	p.planMu.Lock()
-	defer p.planMu.Unlock()
-	if p.now().Before(p.planUntil) {
-		return p.plan, nil
-	}
-	return p.fetchPlanLocked(ctx)
+var _ isync.Warmer = (*Provisioner)(nil)
+
+// Warm loads the organization's entitlements and the public catalog, both at
+// once, unless they are cached: the engine calls it as a pass starts, so the
+// reads overlap with the first listing instead of delaying the first ticket
+// by two round trips. Errors are those of the reads; a ticket that needs the
+// answer tries again.
+func (p *Provisioner) Warm(ctx context.Context) error {
+	var wg sync.WaitGroup
+	var errEff, errCat error
+	wg.Add(2)
+	go func() { defer wg.Done(); _, errEff = p.effective.get(ctx) }()
+	go func() { defer wg.Done(); _, errCat = p.catalog.get(ctx) }()
+	wg.Wait()
+	return errors.Join(errEff, errCat)
 }
 
-func (p *Provisioner) fetchPlanLocked(ctx context.Context) (registry.Plan, error) {
+// Plan returns the organization's entitlement plan (cached, see effective).
+func (p *Provisioner) Plan(ctx context.Context) (registry.Plan, error) {
+	eff, err := p.effective.get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return eff.GetPlan(), nil
+}
+
+// loadEffective reads the organization's effective entitlements
+// (Entitlements.GetEffectiveEntitlements).
+func (p *Provisioner) loadEffective(ctx context.Context) (*registry.GetEffectiveEntitlementsResponse, error) {
 	resp, err := p.clients.Entitlements().GetEffectiveEntitlements(ctx,
 		&registry.GetEffectiveEntitlementsRequest{Parent: p.opts.OrgID})
 	if err != nil {
-		return 0, p.classify(opEffective, "organization "+p.opts.OrgID, err)
+		return nil, p.classify(opEffective, "organization "+p.opts.OrgID, err)
 	}
-	p.plan, p.effective, p.planUntil = resp.GetPlan(), resp, p.now().Add(p.opts.PlanTTL)
-	return p.plan, nil
+	return resp, nil
 }
 
 // forgetPlan drops the cached plan, so the next Provision reads it again.
-func (p *Provisioner) forgetPlan() {
-	p.planMu.Lock()
-	defer p.planMu.Unlock()
-	p.planUntil = time.Time{}
-}
+func (p *Provisioner) forgetPlan() { p.effective.invalidate() }
 
 // method picks the provisioning call from the mode, or else the plan. A plan
 // the bridge does not know (PLAN_UNSPECIFIED) gets CreateRepo: the server

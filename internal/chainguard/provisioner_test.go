@@ -281,9 +281,14 @@ func TestPlanCached(t *testing.T) {
 	mu.Lock()
 	now = now.Add(DefaultPlanTTL)
 	mu.Unlock()
-	if _, err := p.Provision(ctx(t), ref("curl", "latest")); err != nil {
-		t.Fatal(err)
+	// Past the TTL the cached plan still answers, and one reload runs in the
+	// background (Close waits for it).
+	for _, img := range []string{"curl", "bash"} {
+		if _, err := p.Provision(ctx(t), ref(img, "latest")); err != nil {
+			t.Fatal(err)
+		}
 	}
+	p.effective.wait()
 	if n := srv.CountCalls("GetEffectiveEntitlements"); n != 2 {
 		t.Fatalf("plan looked up %d times after the TTL, want 2", n)
 	}

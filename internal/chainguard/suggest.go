@@ -22,18 +22,20 @@ const publicCatalogGroup = "720909c9f5279097d847ad02a2f24ba8f59de36a"
 // maxSuggestions caps the "did you mean" list.
 const maxSuggestions = 5
 
-// catalogNames lists the public catalog's image names, cached for CatalogTTL.
+// catalogNames lists the public catalog's image names (cached, see catalog).
 func (p *Provisioner) catalogNames(ctx context.Context) ([]string, error) {
-	p.catMu.Lock()
-	defer p.catMu.Unlock()
-	if p.catalog != nil && p.now().Before(p.catUntil) {
-		return p.catalog, nil
-	}
+	c, err := p.catalog.get(ctx)
+	return c.names, err
+}
+
+// loadCatalog lists the public catalog: the repositories under Chainguard's
+// public group (Registry.ListRepos).
+func (p *Provisioner) loadCatalog(ctx context.Context) (catalog, error) {
 	list, err := p.clients.Registry().ListRepos(ctx, &registry.RepoFilter{
 		Uidp: &common.UIDPFilter{ChildrenOf: publicCatalogGroup},
 	})
 	if err != nil {
-		return nil, p.classify(opListRepos, "catalog", err)
+		return catalog{}, p.classify(opListRepos, "catalog", err)
 	}
 	names := make([]string, 0, len(list.GetItems()))
 	repos := make(map[string]*registry.Repo, len(list.GetItems()))
@@ -42,8 +44,7 @@ func (p *Provisioner) catalogNames(ctx context.Context) ([]string, error) {
 		repos[r.GetName()] = r
 	}
 	slices.Sort(names)
-	p.catalog, p.catRepos, p.catUntil = slices.Compact(names), repos, p.now().Add(p.opts.CatalogTTL)
-	return p.catalog, nil
+	return catalog{names: slices.Compact(names), repos: repos}, nil
 }
 
 // unknownImage handles NOT_FOUND / INVALID_ARGUMENT from a provisioning call.

@@ -19,18 +19,16 @@ import (
 // (CatalogTTL, PlanTTL), so this costs no call in steady state. When the
 // catalog cannot be read, the provisioning call itself is the judge.
 func (p *Provisioner) validate(ctx context.Context, img isync.ImageRef) error {
-	names, err := p.catalogNames(ctx)
+	cat, err := p.catalog.get(ctx)
 	if err != nil && isync.ClassOf(err) == isync.ClassRetryable {
 		return err
 	}
-	if err != nil || len(names) == 0 {
+	if err != nil || len(cat.names) == 0 {
 		return nil // the catalog listing is refused: CreateRepo itself is the judge
 	}
-	p.catMu.Lock()
-	repo, known := p.catRepos[img.Name]
-	p.catMu.Unlock()
+	repo, known := cat.repos[img.Name]
 	if !known {
-		return isync.Rejected(unknownReason(img.Name, names), nil)
+		return isync.Rejected(unknownReason(img.Name, cat.names), nil)
 	}
 	if tags := repo.GetActiveTags(); len(tags) > 0 && !slices.Contains(tags, img.Tag) {
 		return isync.Rejectedf("%s has no tag %s in the catalog; its tags include %s", img.Name, quote(img.Tag), tagSample(tags))
@@ -41,11 +39,9 @@ func (p *Provisioner) validate(ctx context.Context, img isync.ImageRef) error {
 // room reports, from the cached effective entitlements, whether the
 // organization can take one more image of repo's tier.
 func (p *Provisioner) room(repo *registry.Repo) error {
-	p.planMu.Lock()
-	eff := p.effective
-	p.planMu.Unlock()
-	if eff == nil {
-		return nil
+	eff, ok := p.effective.peek()
+	if !ok {
+		return nil // not read (a provisioning mode that needs no plan, or refused)
 	}
 	for _, ai := range eff.GetActiveImages() {
 		if ai.GetName() == repo.GetName() {
@@ -103,12 +99,11 @@ var _ isync.TierReader = (*Provisioner)(nil)
 // "AI", …) from the cached catalog listing, or "" when the image is not in
 // the catalog (it is then rejected with suggestions).
 func (p *Provisioner) CatalogTier(ctx context.Context, name string) (string, error) {
-	if _, err := p.catalogNames(ctx); err != nil {
+	cat, err := p.catalog.get(ctx)
+	if err != nil {
 		return "", err
 	}
-	p.catMu.Lock()
-	defer p.catMu.Unlock()
-	if r, ok := p.catRepos[name]; ok {
+	if r, ok := cat.repos[name]; ok {
 		return r.GetCatalogTier().String(), nil
 	}
 	return "", nil

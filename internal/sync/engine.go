@@ -156,6 +156,16 @@ func (e *Engine) Pass(ctx context.Context, names ...string) (Stats, error) {
 		names = e.order
 	}
 	total := Stats{Decisions: map[Decision]int{}}
+	if w, ok := e.prov.(Warmer); ok {
+		warmed := make(chan struct{})
+		defer func() { <-warmed }() // nothing outlives the pass
+		go func() {
+			defer close(warmed)
+			if err := w.Warm(ctx); err != nil && ctx.Err() == nil {
+				e.log.Debug().Err(err).Msg("reading the provisioner's catalog and plan ahead of the tickets failed; tickets read them when needed")
+			}
+		}()
+	}
 	var errs []error
 	for _, n := range names {
 		src, ok := e.sources[n]

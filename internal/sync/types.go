@@ -111,6 +111,15 @@ type Source interface {
 	Report(ctx context.Context, t Ticket, r Report) error
 }
 
+// Warmer is implemented by provisioners that cache what they read from
+// their API (a catalog, a plan): Warm loads it unless cached. The engine
+// calls it as a pass starts, alongside the listing, so the first ticket does
+// not wait for those reads in turn. Its error is logged; a ticket that needs
+// the answer reads it again.
+type Warmer interface {
+	Warm(ctx context.Context) error
+}
+
 // Readiness tells whether a provisioned image's tag can be pulled yet
 // (close_on: ready). Provisioners that cannot tell do not implement it.
 type Readiness interface {
