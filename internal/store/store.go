@@ -51,7 +51,8 @@ func RequestID(source, ticketID string) string {
 //
 // It uses a single connection: every statement of every goroutine runs on it
 // in turn, so goroutines of one process never contend for SQLite's write lock
-// and never see SQLITE_BUSY. Other processes opening the same file (a second
+// and never see SQLITE_BUSY. Writes go through a writer that commits the
+// writes waiting at the same moment in one transaction (see writer). Other processes opening the same file (a second
 // replica, an admin's `bridge status`) wait up to busy_timeout; transactions
 // start with BEGIN IMMEDIATE so a read-then-write transaction never fails
 // half-way on lock upgrade. Methods that call back into the caller (List,
@@ -59,6 +60,7 @@ func RequestID(source, ticketID string) string {
 // fn, so fn may use the store.
 type SQLite struct {
 	db   *cachedDB
+	w    *writer       // every write goes through it (group commit)
 	ckpt *checkpointer // nil for ":memory:"
 	path string
 	now  func() time.Time
@@ -101,6 +103,7 @@ func Open(ctx context.Context, dsn string) (*SQLite, error) {
 	if !memory {
 		s.startCheckpointer(ctx, dsn)
 	}
+	s.w = newWriter(s)
 	return s, nil
 }
 
@@ -231,7 +234,10 @@ func (s *SQLite) checkIntegrity(ctx context.Context) error {
 }
 
 // Close closes the store.
-func (s *SQLite) Close() error { return errors.Join(s.ckpt.close(), s.db.Close()) }
+func (s *SQLite) Close() error {
+	s.w.close()
+	return errors.Join(s.ckpt.close(), s.db.Close())
+}
 
 // Ping checks that the database answers a query (readiness).
 func (s *SQLite) Ping(ctx context.Context) error {
@@ -451,7 +457,7 @@ func (s *SQLite) Claim(ctx context.Context, source, ticketID, key, owner string,
 		rec isync.Record
 		ok  bool
 	)
-	err := s.tx(ctx, func(tx *cachedTx) error {
+	err := s.w.write(ctx, func(ctx context.Context, tx *cachedTx) error {
 		// A new ticket (the common case in a backlog) is created with the lease
 		// taken: one statement, and no read back.
 		ts := formatTime(now)
@@ -552,24 +558,22 @@ func (s *SQLite) Save(ctx context.Context, rec *isync.Record, audit ...isync.Aud
 			return err
 		}
 	}
-	saved := *rec
-	save := func(db execer) error {
-		if err := s.save(ctx, db, &saved); err != nil {
+	var saved isync.Record
+	err := s.w.write(ctx, func(ctx context.Context, tx *cachedTx) error {
+		saved = *rec // afresh on every run (see writer)
+		if err := s.save(ctx, tx, &saved); err != nil {
+			if errors.Is(err, isync.ErrConflict) {
+				return clean(err) // the UPDATE matched no row: nothing written
+			}
 			return err
 		}
 		for _, e := range audit {
-			if err := s.append(ctx, db, e); err != nil {
+			if err := s.append(ctx, tx, e); err != nil {
 				return err
 			}
 		}
 		return nil
-	}
-	var err error
-	if len(audit) == 0 {
-		err = save(s.db) // one statement: its own transaction
-	} else {
-		err = s.tx(ctx, func(tx *cachedTx) error { return save(tx) })
-	}
+	})
 	if err == nil {
 		*rec = saved
 	}
@@ -625,8 +629,11 @@ func (s *SQLite) save(ctx context.Context, db execer, rec *isync.Record) error {
 // Release implements isync.Store: it clears the lease if owner holds it, and
 // does nothing otherwise.
 func (s *SQLite) Release(ctx context.Context, source, ticketID, owner string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE tickets SET lease_owner = '', lease_until = ''
-		WHERE source = ? AND ticket_id = ? AND lease_owner = ?`, source, ticketID, owner)
+	err := s.w.write(ctx, func(ctx context.Context, tx *cachedTx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE tickets SET lease_owner = '', lease_until = ''
+			WHERE source = ? AND ticket_id = ? AND lease_owner = ?`, source, ticketID, owner)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("store: release %s/%s: %w", source, ticketID, err)
 	}
@@ -750,7 +757,7 @@ func (s *SQLite) Counts(ctx context.Context) (map[string]map[isync.State]int, er
 
 // Append implements isync.Store: it adds one audit row. A zero Time is now.
 func (s *SQLite) Append(ctx context.Context, e isync.AuditEntry) error {
-	return s.append(ctx, s.db, e)
+	return s.w.write(ctx, func(ctx context.Context, tx *cachedTx) error { return s.append(ctx, tx, e) })
 }
 
 // checkEntry refuses an audit entry that would not say what happened to what.
