@@ -258,22 +258,74 @@ func (s *Source) forgetTransitions(t isync.Ticket) {
 
 // listTransitions reads the transitions available from t's status
 // (GET /rest/api/2/issue/{id}/transitions?expand=transitions.fields) and
-// caches them for its workflow and status.
+// caches them for its workflow and status. Callers asking for the same
+// workflow and status at once share one read: a backlog's first 32 issues
+// make one call, not 32.
 func (s *Source) listTransitions(ctx context.Context, t isync.Ticket, out *[]transition) error {
+	list, err := s.transitionsOf(ctx, t.ID, t.Key, t.Fields[workflowField])
+	*out = list
+	return err
+}
+
+// transitionsOf reads the transitions of issue id (key, for errors), shared
+// with concurrent reads of the same workflow and status (wf; "" shares
+// nothing). It takes plain values, not the Ticket, so that a prefetch never
+// shares the ticket's Fields map with the worker that owns it.
+func (s *Source) transitionsOf(ctx context.Context, id, key, wf string) ([]transition, error) {
+	if wf == "" {
+		return s.readTransitions(ctx, id, key, "")
+	}
+	v, err, _ := s.trFetch.Do(wf, func() (any, error) { return s.readTransitions(ctx, id, key, wf) })
+	if err != nil {
+		return nil, err
+	}
+	return v.([]transition), nil
+}
+
+// readTransitions is the one call of transitionsOf; it caches the list
+// under wf.
+func (s *Source) readTransitions(ctx context.Context, id, key, wf string) ([]transition, error) {
 	var list struct {
 		Transitions []transition `json:"transitions"`
 	}
-	if err := doJSON(ctx, s.c, http.MethodGet, "rest/api/2/issue/"+t.ID+"/transitions?expand=transitions.fields", nil, &list); err != nil {
-		return classify(fmt.Errorf("listing transitions of %s: %w", t.Key, err))
+	if err := doJSON(ctx, s.c, http.MethodGet, "rest/api/2/issue/"+id+"/transitions?expand=transitions.fields", nil, &list); err != nil {
+		return nil, classify(fmt.Errorf("listing transitions of %s: %w", key, err))
 	}
-	*out = list.Transitions
-	if key := t.Fields[workflowField]; key != "" {
+	if wf != "" {
 		s.mu.Lock()
 		if s.trCache == nil {
 			s.trCache = map[string]cachedTransitions{}
 		}
-		s.trCache[key] = cachedTransitions{list: list.Transitions, at: time.Now()}
+		s.trCache[wf] = cachedTransitions{list: list.Transitions, at: time.Now()}
 		s.mu.Unlock()
 	}
-	return nil
+	return list.Transitions, nil
+}
+
+// prefetchTransitions starts reading the transitions of an approved issue's
+// workflow and status, unless they are cached or being read: the read then
+// overlaps with the issue's provisioning instead of following it. It does
+// not wait; a failed read is read again by Report.
+func (s *Source) prefetchTransitions(ctx context.Context, t isync.Ticket) {
+	key := t.Fields[workflowField]
+	if key == "" || s.cachedTransitions(t) != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.trPrefetch == nil {
+		s.trPrefetch = map[string]bool{}
+	}
+	started := s.trPrefetch[key]
+	s.trPrefetch[key] = true
+	s.mu.Unlock()
+	if started {
+		return
+	}
+	id, issueKey := t.ID, t.Key
+	go func() {
+		_, _ = s.transitionsOf(ctx, id, issueKey, key)
+		s.mu.Lock()
+		delete(s.trPrefetch, key)
+		s.mu.Unlock()
+	}()
 }

@@ -14,6 +14,7 @@ import (
 
 	jira "github.com/andygrunwald/go-jira"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
@@ -60,6 +61,8 @@ type Source struct {
 
 	mu         stdsync.Mutex
 	trCache    map[string]cachedTransitions // by workflowField
+	trFetch    singleflight.Group           // one transition read per workflowField at a time
+	trPrefetch map[string]bool              // workflowFields being prefetched
 	ready      bool
 	deployment string            // resolved: cloud or datacenter
 	ids        map[string]string // configured field (name or id) → field id
@@ -193,48 +196,65 @@ func (s *Source) searchFields() []string {
 	return f
 }
 
-// Approved implements isync.Source. All matching issues are collected before
-// any is handed on: the bridge transitions issues out of the JQL result, and
-// neither offset paging (Data Center) nor a token (Cloud) may be trusted to
-// skip nothing while the result shrinks.
+// maxSweeps bounds the searches of one listing (see Approved).
+const maxSweeps = 32
+
+// Approved implements isync.Source. Issues are handed on page by page, as the
+// search returns them, so that the bridge works while it pages and never
+// holds the whole result. The bridge transitions issues out of the JQL result
+// meanwhile, and neither offset paging (Data Center) nor a token (Cloud) can
+// be trusted to skip nothing while the result shrinks; so a search that took
+// more than one page and handed on new issues is run again from the start,
+// handing on only the issues not seen yet in this listing, until a search
+// finds none (at most maxSweeps searches; an issue approved after the last
+// one is listed by the next pass). An issue the bridge could not close (a
+// retry, a blocked one) stays in the result and is handed on once.
 func (s *Source) Approved(ctx context.Context, fn func(isync.Ticket) error) error {
 	if err := s.init(ctx); err != nil {
 		return err
 	}
-	var tickets []isync.Ticket
 	seen := map[string]bool{}
-	collect := func(issues []jira.Issue) {
-		for i := range issues {
-			if seen[issues[i].ID] {
-				continue
+	sweep := func(jql string, awaiting bool) error {
+		for range maxSweeps {
+			fresh, pages := 0, 0
+			err := s.search(ctx, jql, func(issues []jira.Issue) error {
+				pages++
+				for i := range issues {
+					if seen[issues[i].ID] {
+						continue
+					}
+					seen[issues[i].ID] = true
+					fresh++
+					t := s.ticket(&issues[i])
+					if awaiting {
+						t.AwaitingApproval = !t.Closed
+					} else {
+						t.Open = !t.Closed
+						s.prefetchTransitions(ctx, t)
+					}
+					if err := fn(t); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil || fresh == 0 || pages <= 1 {
+				return err // one page cannot have skipped anything
 			}
-			seen[issues[i].ID] = true
-			t := s.ticket(&issues[i])
-			t.Open = !t.Closed
-			tickets = append(tickets, t)
 		}
+		return nil
 	}
-	if err := s.search(ctx, s.o.JQL, collect); err != nil {
+	if err := sweep(s.o.JQL, false); err != nil {
 		return err
 	}
 	if s.o.AwaitingJQL != "" {
-		approved := len(tickets)
-		if err := s.search(ctx, s.o.AwaitingJQL, collect); err != nil {
-			return err
-		}
-		for i := approved; i < len(tickets); i++ {
-			tickets[i].Open, tickets[i].AwaitingApproval = false, !tickets[i].Closed
-		}
-	}
-	for _, t := range tickets {
-		if err := fn(t); err != nil {
-			return err
-		}
+		return sweep(s.o.AwaitingJQL, true)
 	}
 	return nil
 }
 
-func (s *Source) search(ctx context.Context, jql string, fn func([]jira.Issue)) error {
+// search pages jql, calling fn with each page; fn's error ends the search.
+func (s *Source) search(ctx context.Context, jql string, fn func([]jira.Issue) error) error {
 	if s.deployment == Cloud {
 		return s.searchCloud(ctx, jql, fn)
 	}
@@ -243,7 +263,7 @@ func (s *Source) search(ctx context.Context, jql string, fn func([]jira.Issue)) 
 
 // searchCloud pages the enhanced search (GET /rest/api/2/search/jql): the next
 // page's token and IsLast come back on the *jira.Response.
-func (s *Source) searchCloud(ctx context.Context, jql string, fn func([]jira.Issue)) error {
+func (s *Source) searchCloud(ctx context.Context, jql string, fn func([]jira.Issue) error) error {
 	opts := &jira.SearchOptionsV2{MaxResults: s.o.PageSize, Fields: s.searchFields()}
 	tokens := map[string]bool{}
 	for {
@@ -255,7 +275,9 @@ func (s *Source) searchCloud(ctx context.Context, jql string, fn func([]jira.Iss
 			}
 			return classify(fmt.Errorf("searching Jira: %w", err))
 		}
-		fn(issues)
+		if err := fn(issues); err != nil {
+			return err
+		}
 		if resp.IsLast || resp.NextPageToken == "" {
 			return nil
 		}
@@ -268,7 +290,7 @@ func (s *Source) searchCloud(ctx context.Context, jql string, fn func([]jira.Iss
 }
 
 // searchDC pages the legacy search (GET /rest/api/2/search) with startAt.
-func (s *Source) searchDC(ctx context.Context, jql string, fn func([]jira.Issue)) error {
+func (s *Source) searchDC(ctx context.Context, jql string, fn func([]jira.Issue) error) error {
 	opts := &jira.SearchOptions{MaxResults: s.o.PageSize, Fields: s.searchFields()}
 	for {
 		issues, resp, err := s.c.Issue.SearchWithContext(ctx, jql, opts)
@@ -279,7 +301,9 @@ func (s *Source) searchDC(ctx context.Context, jql string, fn func([]jira.Issue)
 			}
 			return classify(fmt.Errorf("searching Jira: %w", err))
 		}
-		fn(issues)
+		if err := fn(issues); err != nil {
+			return err
+		}
 		if len(issues) == 0 || opts.StartAt+len(issues) >= resp.Total {
 			return nil
 		}
@@ -311,7 +335,7 @@ func (s *Source) Get(ctx context.Context, id string) (isync.Ticket, error) {
 	}
 	jql := "(" + s.where + ") AND " + field + " = " + value
 	var found []jira.Issue
-	collect := func(issues []jira.Issue) { found = append(found, issues...) }
+	collect := func(issues []jira.Issue) error { found = append(found, issues...); return nil }
 	if err := s.search(ctx, jql, collect); err != nil {
 		return isync.Ticket{}, err
 	}

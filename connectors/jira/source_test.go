@@ -207,3 +207,49 @@ func TestHTMLAnswerToAWriteIsNotSuccess(t *testing.T) {
 		t.Fatalf("status %s, %d comments", cur.Status, len(f.Comments(is.Key)))
 	}
 }
+
+// transitionReads counts the GETs of transition lists.
+func transitionReads(f *jfake.Server) int {
+	n := 0
+	for _, r := range f.Requests() {
+		if r.Method == "GET" && strings.HasSuffix(r.Path, "/transitions") {
+			n++
+		}
+	}
+	return n
+}
+
+// A backlog's first issues of one workflow and status share one read of its
+// transitions: the listing starts it (prefetch) and the reports wait for it,
+// instead of each report reading the list.
+func TestTransitionListReadOncePerWorkflow(t *testing.T) {
+	for _, deployment := range []string{jira.Cloud, jira.DataCenter} {
+		t.Run(deployment, func(t *testing.T) {
+			f := jfake.New(jfake.WithDeployment(deployment), jfake.WithLatency(20*time.Millisecond))
+			defer f.Close()
+			for range 16 {
+				f.AddIssue(jfake.Issue{Status: "Approved", Fields: map[string]any{f.FieldID("Image name"): "python"}})
+			}
+			src := newSource(t, f, deployment, func(o *jira.Options) { o.PageSize = 50 })
+			tickets, err := list(src, ctx(t))
+			if err != nil || len(tickets) != 16 {
+				t.Fatalf("listed %d, %v", len(tickets), err)
+			}
+			errs := make(chan error, len(tickets))
+			for _, tk := range tickets {
+				go func() {
+					errs <- src.Report(ctx(t), tk, isync.Report{Outcome: isync.OutcomeProvisioned, Marker: "m-" + tk.ID,
+						Fields: []isync.Field{{Name: "Result", Value: "ok"}}})
+				}()
+			}
+			for range tickets {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
+			}
+			if n := transitionReads(f); n != 1 {
+				t.Errorf("%d reads of the transition list for 16 issues of one workflow and status, want 1", n)
+			}
+		})
+	}
+}
