@@ -3,7 +3,7 @@
 # summary table (markdown) on standard output; the raw `go test -bench` output
 # goes to standard error and to $OUT (default: a temporary file).
 #
-#   bench/run.sh                     everything (about 8 minutes on 2 cores)
+#   bench/run.sh                     everything (about 4 minutes on 2 cores)
 #   BENCH='Throughput|Idle' bench/run.sh     a subset (a -bench pattern)
 #   PROFILE=/tmp/prof bench/run.sh   also write CPU profiles: the bridge's own
 #                                    (one per benchmark, from its child process)
