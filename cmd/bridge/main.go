@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -56,7 +57,7 @@ func loadConfig(path string) (*config.Config, zerolog.Logger, error) {
 	if err != nil {
 		return nil, zerolog.Nop(), err
 	}
-	return cfg, log.With().Str("bridge_version", app.Version).Logger(), nil
+	return cfg, log.With().Str("bridge_version", app.BuildVersion()).Logger(), nil
 }
 
 func newVersionCmd() *cobra.Command {
@@ -65,7 +66,7 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the bridge version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(cmd.OutOrStdout(), "image-request-bridge", app.Version)
+			fmt.Fprintln(cmd.OutOrStdout(), "image-request-bridge", app.BuildVersion(), runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH)
 			return nil
 		},
 	}

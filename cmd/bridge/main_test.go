@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -181,6 +182,13 @@ func TestValidate(t *testing.T) {
 	_ = stderr
 	if code == 0 {
 		t.Error("validate accepted an empty password")
+	}
+}
+
+func TestVersion(t *testing.T) {
+	stdout, stderr, code := run(t, nil, "version")
+	if code != 0 || !regexp.MustCompile(`^image-request-bridge \S+ go1\.\S+ \w+/\w+\n$`).MatchString(stdout) {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sort"
 	stdsync "sync"
 	"time"
@@ -30,7 +31,41 @@ import (
 
 // Version is the bridge's version, set at build time with
 // -ldflags "-X github.com/chainguard-dev/image-request-bridge/internal/app.Version=v1.2.3".
+// Left at "dev", BuildVersion reads what the Go toolchain recorded instead.
 var Version = "dev"
+
+// BuildVersion is the version written into notes, logs and `bridge version`:
+// Version when set at build time; else the module version of a binary built
+// with `go install module@version`; else "dev" and the VCS revision of the
+// checkout it was built from ("dev-1a2b3c4d5e6f", "-dirty" when it had local
+// changes), as recorded by the Go toolchain (runtime/debug.ReadBuildInfo).
+func BuildVersion() string {
+	if Version != "dev" {
+		return Version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return Version
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if rev == "" {
+		return Version
+	}
+	return Version + "-" + rev[:min(len(rev), 12)] + dirty
+}
 
 // Checker is a component that can prove its credentials with one
 // authenticated call (`validate --online`, readiness).
@@ -141,7 +176,7 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 	}
 	a.Engine = isync.New(st, prov, a.Sources, isync.Options{
 		Instance:     instance,
-		Version:      Version,
+		Version:      BuildVersion(),
 		Concurrency:  cfg.Bridge.Concurrency,
 		Lease:        cfg.Bridge.Lease,
 		BackoffMin:   cfg.Bridge.Backoff.Min,
