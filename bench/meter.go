@@ -21,7 +21,7 @@ import (
 // store, building requests and decoding answers, logging).
 //
 // The engine drives one ticket on one goroutine, from the Claim that starts it
-// to the Release that ends it, and the HTTP and gRPC clients run their calls
+// to the store call that ends its lease (its last Save, or Release), and the HTTP and gRPC clients run their calls
 // on the caller's goroutine. So the meter keys an open ticket by goroutine, and
 // the wire time of a call made on that goroutine belongs to that ticket.
 type Meter struct {
@@ -148,7 +148,7 @@ func (m *Meter) UnaryInterceptor() grpc.UnaryClientInterceptor {
 }
 
 // Store wraps the engine's store: a ticket's span opens with the Claim that
-// starts it and closes with its Release.
+// starts it and closes with the call that ends its lease.
 func (m *Meter) Store(next isync.Store) isync.Store { return &meteredStore{Store: next, m: m} }
 
 type meteredStore struct {
