@@ -26,14 +26,38 @@ func openStore(cmd *cobra.Command, cfgPath string) (*config.Config, *store.SQLit
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := os.Stat(cfg.State.DSN); err != nil {
-		return nil, nil, fmt.Errorf("state.dsn %s: %w (has the bridge run yet?)", cfg.State.DSN, err)
+	st, err := openStoreFile(cmd, cfg.State.DSN, "state.dsn")
+	return cfg, st, err
+}
+
+// openReadStore opens the store of a read-only admin command (status,
+// audit): the file given with --store, or the configured state.dsn. Reading
+// a store needs no credentials, so --store needs no config: an administrator
+// can inspect a copy of a store, or the store a `bridge demo` left.
+func openReadStore(cmd *cobra.Command, cfgPath, storePath string) (*store.SQLite, error) {
+	if storePath != "" {
+		if cfgPath != "" {
+			return nil, errors.New("give --store or --config, not both")
+		}
+		return openStoreFile(cmd, storePath, "--store")
 	}
-	st, err := store.Open(cmd.Context(), cfg.State.DSN)
-	if err != nil {
-		return nil, nil, err
+	_, st, err := openStore(cmd, cfgPath)
+	return st, err
+}
+
+// openStoreFile opens an existing store file; what names where path came
+// from, for the error.
+func openStoreFile(cmd *cobra.Command, path, what string) (*store.SQLite, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%s %s: %w (has the bridge run yet?)", what, path, err)
 	}
-	return cfg, st, nil
+	return store.Open(cmd.Context(), path)
+}
+
+// addStoreFlags adds --config and --store to a read-only admin command.
+func addStoreFlags(cmd *cobra.Command, cfgPath, storePath *string) {
+	cmd.Flags().StringVar(cfgPath, "config", "", "path to the YAML config (its state.dsn is the store)")
+	cmd.Flags().StringVar(storePath, "store", "", "path to a store file to read instead (no config needed), e.g. the bridge.db a demo left")
 }
 
 // findRecords resolves a ticket given as a human key (RITM0010001, IMG-42) or
@@ -60,9 +84,9 @@ func findRecords(cmd *cobra.Command, st *store.SQLite, ticket string) ([]isync.R
 }
 
 func newStatusCmd() *cobra.Command {
-	var cfgPath string
+	var cfgPath, storePath string
 	cmd := &cobra.Command{
-		Use:   "status [TICKET] --config FILE",
+		Use:   "status [TICKET] (--config FILE | --store FILE)",
 		Short: "Show the bridge's state: a summary, or one ticket with its audit trail",
 		Long: `Without TICKET: tickets by source and state, then every ticket not done
 (retrying, blocked, syncing) with its last error. With TICKET (a RITM number,
@@ -70,7 +94,7 @@ a Jira key, a sys_id or an issue id): its state, attempts, last error, result
 and audit rows. Reads the store only.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, st, err := openStore(cmd, cfgPath)
+			st, err := openReadStore(cmd, cfgPath, storePath)
 			if err != nil {
 				return err
 			}
@@ -94,7 +118,7 @@ and audit rows. Reads the store only.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the YAML config")
+	addStoreFlags(cmd, &cfgPath, &storePath)
 	return cmd
 }
 
@@ -153,7 +177,7 @@ func printRecord(cmd *cobra.Command, st *store.SQLite, out io.Writer, r isync.Re
 		{"State", string(r.State)},
 		{"Attempts", fmt.Sprint(r.Attempts)},
 		{"Next attempt", when(r.NextAttemptAt)},
-		{"Requested image", r.Image},
+		{"Requested image", orNone(r.Image)},
 		{"Last error", orNone(r.LastError)},
 		{"Blocked on", orNone(r.BlockedCause)},
 		{"Causes noted", orNone(r.NotedCause)},
@@ -162,7 +186,7 @@ func printRecord(cmd *cobra.Command, st *store.SQLite, out io.Writer, r isync.Re
 		{"Repository id", orNone(r.Result.RepoID)},
 		{"Method", orNone(r.Result.Method)},
 		{"Lease", orNone(strings.TrimSpace(r.LeaseOwner + " until " + when(r.LeaseUntil)))},
-		{"First seen / updated", r.CreatedAt.UTC().Format(time.RFC3339) + " / " + r.UpdatedAt.UTC().Format(time.RFC3339)},
+		{"First seen / updated", when(r.CreatedAt) + " / " + when(r.UpdatedAt)},
 	}
 	if r.LeaseOwner == "" {
 		rows[13][1] = "none"
@@ -175,7 +199,7 @@ func printRecord(cmd *cobra.Command, st *store.SQLite, out io.Writer, r isync.Re
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME (UTC)\tDECISION\tACTOR\tDETAIL")
 	err := st.Audit(cmd.Context(), store.AuditFilter{Source: r.Source, TicketID: r.TicketID}, func(e isync.AuditEntry) error {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.UTC().Format("2006-01-02 15:04:05"), e.Decision, e.Actor, cut(e.Detail, 120))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.UTC().Format(tableTime), e.Decision, e.Actor, cut(e.Detail, 120))
 		return nil
 	})
 	tw.Flush()
@@ -183,9 +207,9 @@ func printRecord(cmd *cobra.Command, st *store.SQLite, out io.Writer, r isync.Re
 }
 
 func newAuditCmd() *cobra.Command {
-	var cfgPath, since, source, ticket, format string
+	var cfgPath, storePath, since, source, ticket, format string
 	cmd := &cobra.Command{
-		Use:   "audit --config FILE [--since 24h|2026-11-01T00:00:00Z] [--source S] [--ticket T] [--format jsonl|csv]",
+		Use:   "audit (--config FILE | --store FILE) [--since 24h|2026-11-01T00:00:00Z] [--source S] [--ticket T] [--format jsonl|csv]",
 		Short: "Export the append-only audit log",
 		Long: `Export the audit log, oldest first: one row per decision with its time,
 source, ticket, request id, requester, approver, image, justification,
@@ -210,7 +234,7 @@ time.`,
 			if format != "jsonl" && format != "csv" {
 				return fmt.Errorf("--format %q: want jsonl or csv", format)
 			}
-			_, st, err := openStore(cmd, cfgPath)
+			st, err := openReadStore(cmd, cfgPath, storePath)
 			if err != nil {
 				return err
 			}
@@ -218,7 +242,7 @@ time.`,
 			return exportAudit(cmd, st, f, format, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the YAML config")
+	addStoreFlags(cmd, &cfgPath, &storePath)
 	cmd.Flags().StringVar(&since, "since", "", "only rows at or after this time (a duration back from now, or RFC 3339)")
 	cmd.Flags().StringVar(&source, "source", "", "only this source: servicenow or jira")
 	cmd.Flags().StringVar(&ticket, "ticket", "", "only this ticket (key or id)")
@@ -255,7 +279,7 @@ func exportAudit(cmd *cobra.Command, st *store.SQLite, f store.AuditFilter, form
 		}
 	}
 	err := st.Audit(cmd.Context(), f, func(e isync.AuditEntry) error {
-		r := auditRow{e.Time.UTC().Format(time.RFC3339Nano), e.Source, e.TicketID, e.Key, e.RequestID, e.Requester, e.Approver,
+		r := auditRow{e.Time.UTC().Format(exportTime), e.Source, e.TicketID, e.Key, e.RequestID, e.Requester, e.Approver,
 			e.Image, e.Justification, string(e.Decision), e.RepoID, e.Detail, e.Actor}
 		if format == "jsonl" {
 			return enc.Encode(r)
@@ -342,11 +366,18 @@ func printPlan(out io.Writer, steps []isync.Step) {
 	fmt.Fprintln(out, "\nDry run: nothing was written upstream or in the store.")
 }
 
+// Times: tables to the second, with the zone; exports to the nanosecond in a
+// fixed width, so that rows line up and sort as text.
+const (
+	tableTime  = "2006-01-02 15:04:05Z07:00"
+	exportTime = "2006-01-02T15:04:05.000000000Z07:00"
+)
+
 func when(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.UTC().Format(time.RFC3339)
+	return t.UTC().Format(tableTime)
 }
 
 func orNone(s string) string {

@@ -193,7 +193,8 @@ func TestVersion(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
-	stdout, stderr, code := run(t, nil, "demo", "--state-dir", t.TempDir())
+	dir := t.TempDir()
+	stdout, stderr, code := run(t, nil, "demo", "--state-dir", dir)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -201,6 +202,26 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
+	}
+
+	// The store the demo leaves reads with --store, and no config.
+	db := filepath.Join(dir, "bridge.db")
+	if !strings.Contains(stdout, "bridge status --store "+db) {
+		t.Errorf("the demo does not say how to look at its store:\n%s", stdout)
+	}
+	stdout, stderr, code = run(t, nil, "status", "--store", db, "IMG-1")
+	if code != 0 || !strings.Contains(stdout, "State:") || !strings.Contains(stdout, "reported") {
+		t.Errorf("status --store: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = run(t, nil, "audit", "--store", db, "--format", "csv", "--ticket", "IMG-1")
+	if lines := strings.Split(strings.TrimSpace(stdout), "\n"); code != 0 || len(lines) < 3 || !strings.HasPrefix(lines[0], "time,") {
+		t.Errorf("audit --store: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if _, stderr, code = run(t, nil, "status", "--store", db, "--config", "bridge.yaml"); code == 0 || !strings.Contains(stderr, "not both") {
+		t.Errorf("status with --store and --config: exit %d, %s", code, stderr)
+	}
+	if _, stderr, code = run(t, nil, "status", "--store", filepath.Join(dir, "missing.db")); code == 0 || !strings.Contains(stderr, "--store") {
+		t.Errorf("status with a missing --store: exit %d, %s", code, stderr)
 	}
 }
 

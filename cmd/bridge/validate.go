@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,15 +40,26 @@ func newValidateCmd() *cobra.Command {
 				names = append(names, n)
 			}
 			sort.Strings(names)
+			// The checks run at once (the slowest, not their sum, is the
+			// wait) and are printed in name order.
+			errs := make([]error, len(names))
+			var wg sync.WaitGroup
+			for i, n := range names {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ctx, cancel := context.WithTimeout(cmd.Context(), 20*time.Second)
+					defer cancel()
+					errs[i] = checks[n].Check(ctx)
+				}()
+			}
+			wg.Wait()
 			failed := 0
 			fmt.Fprintln(out)
-			for _, n := range names {
-				ctx, cancel := context.WithTimeout(cmd.Context(), 20*time.Second)
-				err := checks[n].Check(ctx)
-				cancel()
-				if err != nil {
+			for i, n := range names {
+				if errs[i] != nil {
 					failed++
-					fmt.Fprintf(out, "%-12s FAIL  %v\n", n, err)
+					fmt.Fprintf(out, "%-12s FAIL  %v\n", n, errs[i])
 				} else {
 					fmt.Fprintf(out, "%-12s ok\n", n)
 				}

@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -126,8 +127,15 @@ func (p *Provisioner) Close() error {
 
 // Check makes one authenticated call (GetEffectiveEntitlements, which needs
 // registry.entitlements.list) to verify the API URL, token, organization and
-// role. It refreshes the cached plan.
+// role. It refreshes the cached plan. The API's host name is resolved first:
+// gRPC reports a name that does not resolve only when the call's deadline
+// ends, as "produced zero addresses"; this says so at once.
 func (p *Provisioner) Check(ctx context.Context) error {
+	if u, err := url.Parse(p.opts.APIURL); err == nil && u.Hostname() != "" && net.ParseIP(u.Hostname()) == nil {
+		if _, err := net.DefaultResolver.LookupHost(ctx, u.Hostname()); err != nil {
+			return fmt.Errorf("chainguard api_url %s: the host name does not resolve: %w", u.Redacted(), err)
+		}
+	}
 	_, err := p.effective.refresh(ctx)
 	return err
 }

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -424,12 +425,46 @@ func (c *Config) Redacted() string {
 			*r.val = secret.Secret{}
 		}
 	}
-	out, err := yaml.Marshal(&shown)
-	if err != nil {
+	var node yaml.Node
+	if err := node.Encode(&shown); err != nil {
 		// Only reachable through a programming error; never echo values.
 		return "# the configuration cannot be rendered\n"
 	}
+	shortenDurations(&node)
+	out, err := yaml.Marshal(&node)
+	if err != nil {
+		return "# the configuration cannot be rendered\n"
+	}
 	return string(out)
+}
+
+// durationText matches a rendered time.Duration ("5m0s", "1h0m0s", "250ms").
+var durationText = regexp.MustCompile(`^([0-9]+h)?([0-9]+m)?[0-9]+(\.[0-9]+)?(s|ms|µs|ns)$`)
+
+// shortenDurations rewrites the durations of a rendered configuration the
+// way they are written in one: "5m" and "1h", not "5m0s" and "1h0m0s".
+func shortenDurations(n *yaml.Node) {
+	if n.Kind == yaml.ScalarNode && durationText.MatchString(n.Value) {
+		if d, err := time.ParseDuration(n.Value); err == nil {
+			n.Value = ShortDuration(d)
+		}
+	}
+	for _, c := range n.Content {
+		shortenDurations(c)
+	}
+}
+
+// ShortDuration renders d as it would be written in a configuration: without
+// the zero units time.Duration.String adds ("5m", "1h30m", "90ms", "0s").
+func ShortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // isLoopback reports whether host is a loopback name or address.

@@ -647,7 +647,7 @@ func TestRedacted(t *testing.T) {
 	if strings.Contains(r, secretMarker) {
 		t.Fatalf("Redacted leaks:\n%s", r)
 	}
-	for _, want := range []string{"token: <secret>", "password: <secret>", "client_secret: <secret>", "api_token: <secret>", "webhook_secret: <secret>", "lease: 5m0s"} {
+	for _, want := range []string{"token: <secret>", "password: <secret>", "client_secret: <secret>", "api_token: <secret>", "webhook_secret: <secret>", "lease: 5m\n"} {
 		if !strings.Contains(r, want) {
 			t.Errorf("Redacted lacks %q:\n%s", want, r)
 		}
@@ -920,5 +920,16 @@ func TestRedactedShowsTheKeyWritten(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		5 * time.Minute: "5m", time.Hour: "1h", 90 * time.Minute: "1h30m", 90 * time.Second: "1m30s",
+		30 * time.Second: "30s", 250 * time.Millisecond: "250ms", 0: "0s", time.Hour + time.Second: "1h0m1s",
+	} {
+		if got := ShortDuration(d); got != want {
+			t.Errorf("ShortDuration(%s) = %q, want %q", d, got, want)
+		}
 	}
 }

@@ -75,8 +75,8 @@ func Run(ctx context.Context, o Options) error {
 	if o.Out == nil {
 		o.Out = os.Stdout
 	}
-	dir := o.StateDir
-	if dir == "" {
+	dir, tempDir := o.StateDir, o.StateDir == ""
+	if tempDir {
 		d, err := os.MkdirTemp("", "bridge-demo-")
 		if err != nil {
 			return fmt.Errorf("creating a state directory: %w", err)
@@ -209,7 +209,11 @@ func Run(ctx context.Context, o Options) error {
 	tw.Flush()
 	n := len(rows)
 	fmt.Fprintf(o.Out, "\nState and audit (%d rows) live in the SQLite store %s\n", n, dbPath)
-	fmt.Fprintln(o.Out, "Run `bridge demo` again for a fresh run; run the bridge for real with `bridge sync --config config.yaml`.")
+	fmt.Fprintf(o.Out, "Look around: `bridge status --store %s [TICKET]`, `bridge audit --store %s --format csv`.\n", dbPath, dbPath)
+	if tempDir {
+		fmt.Fprintf(o.Out, "(%s is a temporary directory: remove it when done, or give --state-dir.)\n", filepath.Dir(dbPath))
+	}
+	fmt.Fprintln(o.Out, "Run the bridge for real: copy config.example.yaml to config.yaml, fill it in, then `bridge validate --config config.yaml --online` and `bridge sync --config config.yaml`.")
 	return nil
 }
 
