@@ -13,26 +13,28 @@ const reloadTimeout = 30 * time.Second
 // kept for a TTL. Past the TTL, get still answers at once with the value it
 // has and reloads it in the background, one reload at a time: after the first
 // load no ticket waits on a catalog or plan read, and a catalog of thousands
-// of repositories is never read while every worker waits for it. Only the
-// first get, and the first after invalidate, wait for the load (and only one
-// caller loads; the others wait for its answer).
+// of repositories is never read while every worker waits for it. A value is
+// served this way for one more TTL at most (maxAge is twice the TTL): past
+// that, get loads it again and waits, as for the first load, and an error
+// reaches the caller (validation then leaves the judgement to the
+// provisioning call) instead of an ever older answer.
 //
 // A background reload that fails keeps the old value and is tried again
-// after retry; the value is advisory (validation, suggestions, the choice of
-// call), and the provisioning call itself remains the judge.
+// after retry. Only one caller loads at a time; the others wait for its
+// answer, each no longer than its own context allows.
 type cached[T any] struct {
 	ttl, retry time.Duration
 	now        func() time.Time
 	load       func(context.Context) (T, error)
 
-	loadMu sync.Mutex // held by the one caller loading synchronously
-
 	mu        sync.Mutex
 	val       T
 	ok        bool
-	until     time.Time
+	at        time.Time     // when val was loaded
+	until     time.Time     // val is fresh until then; past it, a reload starts
+	loading   chan struct{} // closed when the caller loading now is done; nil if none
 	reloading bool
-	gen       int // incremented by invalidate: an older reload's answer is dropped
+	gen       int // incremented by invalidate: an older load's answer is not kept
 	bg        sync.WaitGroup
 }
 
@@ -40,30 +42,56 @@ func newCached[T any](ttl time.Duration, now func() time.Time, load func(context
 	return &cached[T]{ttl: ttl, retry: min(ttl, time.Minute), now: now, load: load}
 }
 
-// get returns the value, loading it first if there is none.
+// get returns the value, loading it first if there is none that may be
+// served.
 func (c *cached[T]) get(ctx context.Context) (T, error) {
-	if v, ok := c.peek(); ok {
-		return v, nil
+	for {
+		if v, ok := c.peek(); ok {
+			return v, nil
+		}
+		c.mu.Lock()
+		if ch := c.loading; ch != nil {
+			c.mu.Unlock()
+			select {
+			case <-ch:
+				continue // loaded, or failed: look again
+			case <-ctx.Done():
+				var zero T
+				return zero, ctx.Err()
+			}
+		}
+		ch := make(chan struct{})
+		c.loading = ch
+		gen := c.gen
+		c.mu.Unlock()
+		v, err := c.load(ctx)
+		c.mu.Lock()
+		c.loading = nil
+		close(ch)
+		if err == nil && gen == c.gen {
+			c.setLocked(v)
+		}
+		c.mu.Unlock()
+		return v, err
 	}
-	c.loadMu.Lock()
-	defer c.loadMu.Unlock()
-	if v, ok := c.peek(); ok {
-		return v, nil // loaded by the caller this one waited for
-	}
-	return c.refresh(ctx)
 }
 
-// peek returns the value if there is one, without loading; a stale value
-// starts a background reload.
+// peek returns the value if there is one that may be served, without
+// loading; a stale one starts a background reload.
 func (c *cached[T]) peek() (T, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ok && !c.now().Before(c.until) && !c.reloading {
+	now := c.now()
+	if !c.ok || !now.Before(c.at.Add(2*c.ttl)) {
+		var zero T
+		return zero, false // nothing to serve: get loads, and waits
+	}
+	if !now.Before(c.until) && !c.reloading {
 		c.reloading = true
 		c.bg.Add(1)
 		go c.reload(c.gen)
 	}
-	return c.val, c.ok
+	return c.val, true
 }
 
 // refresh loads the value now and keeps it.
@@ -74,9 +102,14 @@ func (c *cached[T]) refresh(ctx context.Context) (T, error) {
 		return zero, err
 	}
 	c.mu.Lock()
-	c.val, c.ok, c.until = v, true, c.now().Add(c.ttl)
+	c.setLocked(v)
 	c.mu.Unlock()
 	return v, nil
+}
+
+func (c *cached[T]) setLocked(v T) {
+	now := c.now()
+	c.val, c.ok, c.at, c.until = v, true, now, now.Add(c.ttl)
 }
 
 func (c *cached[T]) reload(gen int) {
@@ -91,7 +124,7 @@ func (c *cached[T]) reload(gen int) {
 	case gen != c.gen:
 		// Invalidated while loading: this answer may predate the reason.
 	case err == nil:
-		c.val, c.ok, c.until = v, true, c.now().Add(c.ttl)
+		c.setLocked(v)
 	case c.ok:
 		c.until = c.now().Add(c.retry)
 	}

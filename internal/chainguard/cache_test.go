@@ -32,9 +32,10 @@ func (l *loader) load(ctx context.Context) (int, error) {
 }
 
 func TestCachedServesStaleWhileReloading(t *testing.T) {
+	const ttl = 10 * time.Minute
 	clk := newClock()
 	l := &loader{answers: make(chan answer, 1)}
-	c := newCached(time.Minute, clk.Now, l.load)
+	c := newCached(ttl, clk.Now, l.load)
 	ctx := context.Background()
 
 	// Concurrent first reads: one load, every caller gets its answer.
@@ -56,7 +57,7 @@ func TestCachedServesStaleWhileReloading(t *testing.T) {
 
 	// Stale: the old value at once while the reload is still waiting for
 	// its answer, and only one reload however many reads.
-	clk.Advance(time.Minute)
+	clk.Advance(ttl)
 	for range 5 {
 		if v, err := c.get(ctx); v != 1 || err != nil {
 			t.Fatalf("stale get = %d, %v, want 1 at once", v, err)
@@ -72,7 +73,7 @@ func TestCachedServesStaleWhileReloading(t *testing.T) {
 	}
 
 	// A failed reload keeps the value and is not retried on every read...
-	clk.Advance(time.Minute)
+	clk.Advance(ttl)
 	c.get(ctx)
 	l.answers <- answer{err: errors.New("unavailable")}
 	c.wait()
@@ -95,7 +96,7 @@ func TestCachedServesStaleWhileReloading(t *testing.T) {
 
 	// Invalidated: the next read waits for a fresh load, and a reload that
 	// was already running cannot put its older answer back.
-	clk.Advance(time.Minute)
+	clk.Advance(ttl)
 	c.get(ctx) // starts a reload
 	c.invalidate()
 	l.answers <- answer{v: 4} // the old reload's answer
@@ -104,6 +105,50 @@ func TestCachedServesStaleWhileReloading(t *testing.T) {
 	if v, err := c.get(ctx); v != 5 || err != nil {
 		t.Fatalf("after invalidate get = %d, %v, want a fresh 5", v, err)
 	}
+}
+
+// A value is served stale for one TTL at most: when reloads keep failing,
+// reads then wait for a load and get its error, not an ever older answer.
+func TestCachedStopsServingTooOldAValue(t *testing.T) {
+	const ttl = 10 * time.Minute
+	clk := newClock()
+	l := &loader{answers: make(chan answer, 1)}
+	c := newCached(ttl, clk.Now, l.load)
+	ctx := context.Background()
+	l.answers <- answer{v: 1}
+	c.get(ctx)
+	clk.Advance(ttl)
+	for age := ttl; age < 2*ttl; age += c.retry {
+		if v, err := c.get(ctx); v != 1 || err != nil {
+			t.Fatalf("at %s old: get = %d, %v, want the stale 1", age, v, err)
+		}
+		l.answers <- answer{err: errors.New("unavailable")} // the reload that get started
+		c.wait()
+		clk.Advance(c.retry)
+	}
+	l.answers <- answer{err: errors.New("unavailable")}
+	if _, err := c.get(ctx); err == nil {
+		t.Fatal("a value twice the TTL old was served while its reloads fail")
+	}
+	if n := l.calls.Load(); n != 12 {
+		t.Fatalf("%d loads, want 12 (the first, one reload a minute, the last)", n)
+	}
+}
+
+// A reader waits for another's load no longer than its own context allows.
+func TestCachedWaitIsBoundedByTheCallersContext(t *testing.T) {
+	l := &loader{answers: make(chan answer)}
+	c := newCached(time.Minute, time.Now, l.load)
+	go c.get(context.Background()) // loads, and waits for an answer
+	for l.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := c.get(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a reader behind a hanging load: %v, want its own deadline", err)
+	}
+	l.answers <- answer{v: 1} // let the first reader finish
 }
 
 func TestCachedFirstLoadErrorIsReturned(t *testing.T) {

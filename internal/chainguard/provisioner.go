@@ -148,6 +148,10 @@ var _ isync.Warmer = (*Provisioner)(nil)
 // by two round trips. Errors are those of the reads; a ticket that needs the
 // answer tries again.
 func (p *Provisioner) Warm(ctx context.Context) error {
+	// Bounded: the engine waits for Warm before its pass ends, and tickets
+	// waiting for the same reads wait no longer than their own deadlines.
+	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	defer cancel()
 	var wg sync.WaitGroup
 	var errEff, errCat error
 	wg.Add(2)

@@ -171,3 +171,73 @@ func TestGroupedWriteCancelledAndClosed(t *testing.T) {
 		t.Fatalf("write after Close: %v", err)
 	}
 }
+
+// A write run again after its group rolled back reports what its second run
+// found, not its first: here a Claim that found the lease free in the group
+// (released by a write before it) finds it held when it runs alone, because
+// the release was rolled back with the group and is not run again (its
+// context ended meanwhile).
+func TestGroupedClaimRunAgainReportsItsOwnRun(t *testing.T) {
+	s, _ := openFile(t)
+	ctx := context.Background()
+	if _, ok := claim(t, s, "t1", "a", t0); !ok {
+		t.Fatal("a could not claim")
+	}
+	release := hold(t, s)
+	relCtx, cancelRel := context.WithCancel(ctx)
+	var wg gosync.WaitGroup
+	var (
+		claimed  isync.Record
+		ok       bool
+		claimErr error
+	)
+	wg.Add(3)
+	go func() { defer wg.Done(); _ = s.Release(relCtx, "servicenow", "t1", "a") }()
+	waitQueued(t, s, 1)
+	go func() {
+		defer wg.Done()
+		claimed, ok, claimErr = s.Claim(ctx, "servicenow", "t1", "RITM-t1", "b", t0.Add(time.Second), t0.Add(time.Minute))
+	}()
+	waitQueued(t, s, 2)
+	go func() {
+		defer wg.Done()
+		_ = s.w.write(ctx, func(context.Context, *cachedTx) error {
+			cancelRel() // the release's caller gives up meanwhile
+			return errors.New("a failure after writing")
+		})
+	}()
+	waitQueued(t, s, 3)
+	release()
+	wg.Wait()
+	if claimErr != nil {
+		t.Fatal(claimErr)
+	}
+	got, _ := s.Get(ctx, "servicenow", "t1")
+	if ok || claimed.LeaseOwner != "a" || got.LeaseOwner != "a" {
+		t.Fatalf("b's claim: ok=%v, record's owner %q, stored owner %q; want not ok, a holding it", ok, claimed.LeaseOwner, got.LeaseOwner)
+	}
+}
+
+// A ticket whose key changes (a Jira issue moved to another project) is found
+// by its new key, with its whole audit trail.
+func TestClaimLearnsANewKey(t *testing.T) {
+	s, _ := openFile(t)
+	ctx := context.Background()
+	rec, _, err := s.Claim(ctx, "jira", "10042", "IMG-42", "a", t0, t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, &rec, isync.AuditEntry{Source: "jira", TicketID: "10042", Key: "IMG-42", Decision: isync.DecisionRetry}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Claim(ctx, "jira", "10042", "OPS-7", "a", t0.Add(time.Second), t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := s.FindByKey(ctx, "OPS-7"); err != nil || len(recs) != 1 {
+		t.Fatalf("FindByKey(new key) = %d records, %v", len(recs), err)
+	}
+	n := 0
+	if err := s.Audit(ctx, AuditFilter{TicketID: "OPS-7"}, func(isync.AuditEntry) error { n++; return nil }); err != nil || n != 1 {
+		t.Fatalf("audit by the new key: %d rows, %v", n, err)
+	}
+}

@@ -96,7 +96,7 @@ func Open(ctx context.Context, dsn string) (*SQLite, error) {
 	db.SetConnMaxIdleTime(0)
 
 	s := &SQLite{db: newCachedDB(db), path: dsn, now: time.Now}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrateWhenFree(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
@@ -299,6 +299,39 @@ func loadMigrations() ([]migration, error) {
 // SchemaVersion is the schema version this binary supports.
 func SchemaVersion() int { return len(migrations) }
 
+// migrateWhenFree is migrate, tried again for a while if the file is busy.
+// Two processes opening a new store at once (a replica and an admin's
+// `bridge status`) race to set up its WAL, and SQLite answers SQLITE_BUSY to
+// the loser without waiting for busy_timeout while the other one does.
+func (s *SQLite) migrateWhenFree(ctx context.Context) error {
+	deadline := time.Now().Add(busyTimeout)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := s.migrate(ctx)
+		if !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// busyTimeout is how long the store waits for another process's lock (the
+// busy_timeout pragma, in connString).
+const busyTimeout = 5 * time.Second
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		code := se.Code() & 0xff
+		return code == 5 || code == 6
+	}
+	return false
+}
+
 func (s *SQLite) migrate(ctx context.Context) error {
 	var version, appID int
 	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
@@ -458,6 +491,9 @@ func (s *SQLite) Claim(ctx context.Context, source, ticketID, key, owner string,
 		ok  bool
 	)
 	err := s.w.write(ctx, func(ctx context.Context, tx *cachedTx) error {
+		// Results afresh on every run (see writer): a run rolled back with
+		// its group must not leave ok set for the next.
+		rec, ok = isync.Record{}, false
 		// A new ticket (the common case in a backlog) is created with the lease
 		// taken: one statement, and no read back.
 		ts := formatTime(now)
@@ -492,9 +528,10 @@ func (s *SQLite) Claim(ctx context.Context, source, ticketID, key, owner string,
 			rec.Version++
 		}
 		rec.LeaseOwner, rec.LeaseUntil = owner, until.UTC()
-		if rec.Key == "" && key != "" {
-			// A record created without its key (by an older bridge) learns it.
-			// Otherwise the key column, and its index, are left untouched.
+		if key != "" && key != rec.Key {
+			// The key changed (a Jira issue moved to another project) or was
+			// not known: the record learns it. Otherwise the key column, and
+			// its index, are left untouched.
 			rec.Key = key
 			_, err = tx.ExecContext(ctx, `UPDATE tickets SET lease_owner = ?, lease_until = ?, version = ?, ticket_key = ?
 				WHERE source = ? AND ticket_id = ?`,
