@@ -184,13 +184,9 @@ func runPass(ctx context.Context, a *app.App, m *metrics.Metrics, log zerolog.Lo
 }
 
 func blockedCount(ctx context.Context, a *app.App) int {
-	counts, err := a.Store.Counts(ctx)
+	n, err := a.Store.CountState(ctx, isync.StateBlocked)
 	if err != nil {
 		return 0
-	}
-	n := 0
-	for _, bySource := range counts {
-		n += bySource[isync.StateBlocked]
 	}
 	return n
 }

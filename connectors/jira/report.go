@@ -104,10 +104,14 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 		if err := s.approve(ctx, t, list.Transitions); err != nil {
 			return err
 		}
-		s.forgetTransitions(t)
-		if err := s.listTransitions(ctx, t, &list.Transitions); err != nil {
+		// The issue is in another status now, which t.Fields[workflowField]
+		// does not name: its list is read alone, neither cached nor shared
+		// under the old status's key.
+		var err error
+		if list.Transitions, err = s.transitionsOf(ctx, t.ID, t.Key, ""); err != nil {
 			return err
 		}
+		cached = nil // read just now: a 400 below is not a stale cache
 		tr, ok = pickTransition(list.Transitions, name)
 	}
 	if !ok {
@@ -302,6 +306,9 @@ func (s *Source) readTransitions(ctx context.Context, id, key, wf string) ([]tra
 	return list.Transitions, nil
 }
 
+// prefetchTimeout bounds a prefetch of transitions.
+const prefetchTimeout = 30 * time.Second
+
 // prefetchTransitions starts reading the transitions of an approved issue's
 // workflow and status, unless they are cached or being read: the read then
 // overlaps with the issue's provisioning instead of following it. It does
@@ -323,6 +330,10 @@ func (s *Source) prefetchTransitions(ctx context.Context, t isync.Ticket) {
 	}
 	id, issueKey := t.ID, t.Key
 	go func() {
+		// Reports may join this read: it must not end with the listing's
+		// context, only by its own bound.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), prefetchTimeout)
+		defer cancel()
 		_, _ = s.transitionsOf(ctx, id, issueKey, key)
 		s.mu.Lock()
 		delete(s.trPrefetch, key)

@@ -196,6 +196,15 @@ func (s *Source) searchFields() []string {
 	return f
 }
 
+var _ isync.Relister = (*Source)(nil)
+
+// PagingMaySkip implements isync.Relister: neither Data Center's startAt nor
+// Cloud's nextPageToken can be trusted to skip nothing while the bridge moves
+// issues out of the result. Approved's sweeps find most skipped issues while
+// the bridge works; the engine's listing after the work is done finds the
+// rest.
+func (s *Source) PagingMaySkip() bool { return true }
+
 // maxSweeps bounds the searches of one listing (see Approved).
 const maxSweeps = 32
 

@@ -253,3 +253,38 @@ func TestTransitionListReadOncePerWorkflow(t *testing.T) {
 		})
 	}
 }
+
+// Issues served while still awaiting approval are approved, then closed; the
+// list read after an approval belongs to the new status and is not cached or
+// shared under the old one, so the next awaiting issue of the workflow uses
+// the right list: no transition is refused.
+func TestApprovalDoesNotPoisonTheTransitionCache(t *testing.T) {
+	f := jfake.New(jfake.WithDeployment(jfake.Cloud))
+	defer f.Close()
+	var waiting []jfake.Issue
+	for range 3 {
+		waiting = append(waiting, f.AddIssue(jfake.Issue{Status: "Waiting for approval", Fields: map[string]any{f.FieldID("Image name"): "python"}}))
+	}
+	src := newSource(t, f, jira.Cloud, func(o *jira.Options) {
+		o.AwaitingJQL = `project = IMG AND status = "Waiting for approval"`
+		o.ApproveTransition = "Approve"
+	})
+	for _, w := range waiting {
+		tk, err := src.Get(ctx(t), w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tk.AwaitingApproval {
+			t.Fatalf("%s is not listed as awaiting approval", w.Key)
+		}
+		if err := src.Report(ctx(t), tk, isync.Report{Outcome: isync.OutcomeProvisioned, Marker: "m-" + w.ID,
+			Fields: []isync.Field{{Name: "Result", Value: "ok"}}}); err != nil {
+			t.Fatalf("%s: %v", w.Key, err)
+		}
+	}
+	for _, r := range f.Requests() {
+		if r.Method == "POST" && strings.HasSuffix(r.Path, "/transitions") && r.Status != 204 {
+			t.Errorf("POST %s answered %d", r.Path, r.Status)
+		}
+	}
+}

@@ -792,6 +792,24 @@ func (s *SQLite) Counts(ctx context.Context) (map[string]map[isync.State]int, er
 	return out, nil
 }
 
+// CountState counts the records in state, which must not be StateDone: it
+// reads the unfinished records only (the index tickets_unfinished), so it
+// stays cheap however many tickets are done (the blocked gauge, read at every
+// metrics scrape).
+func (s *SQLite) CountState(ctx context.Context, state isync.State) (int, error) {
+	if state == isync.StateDone {
+		return 0, errors.New("store: CountState counts unfinished states only")
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, countStateQuery, string(state)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: counting %s records: %w", state, err)
+	}
+	return n, nil
+}
+
+// countStateQuery repeats the index's condition so that SQLite uses it.
+const countStateQuery = `SELECT count(*) FROM tickets WHERE state != 'done' AND state = ?`
+
 // Append implements isync.Store: it adds one audit row. A zero Time is now.
 func (s *SQLite) Append(ctx context.Context, e isync.AuditEntry) error {
 	return s.w.write(ctx, func(ctx context.Context, tx *cachedTx) error { return s.append(ctx, tx, e) })
@@ -836,8 +854,14 @@ func auditQuery(f AuditFilter) (string, []any) {
 	where := []string{"id > ?"}
 	var args []any
 	if !f.Since.IsZero() {
+		// The lowest id of the rows at or after Since, read from audit_time,
+		// starts the id range: pages are read from there, not from the log's
+		// start. Rows below it are all older; rows above it are still
+		// filtered on time, as clocks of several bridge instances may
+		// disagree. One bound (max), so that SQLite starts its range there.
+		where[0] = "id > max(?, coalesce((SELECT min(id) FROM audit INDEXED BY audit_time WHERE time >= ?), 9223372036854775807) - 1)"
 		where = append(where, "time >= ?")
-		args = append(args, formatTime(f.Since))
+		args = append(args, formatTime(f.Since), formatTime(f.Since))
 	}
 	if f.Source != "" {
 		where = append(where, "source = ?")

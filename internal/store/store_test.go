@@ -919,6 +919,7 @@ func TestQueriesUseTheirIndexes(t *testing.T) {
 	ctx := context.Background()
 	byTicket, byTicketArgs := auditQuery(AuditFilter{TicketID: "RITM0010001"})
 	bySourceTicket, bySourceTicketArgs := auditQuery(AuditFilter{Source: "jira", TicketID: "IMG-42"})
+	since, sinceArgs := auditQuery(AuditFilter{Since: t0})
 	for _, c := range []struct {
 		name, query, index string
 		args               []any
@@ -927,6 +928,8 @@ func TestQueriesUseTheirIndexes(t *testing.T) {
 		{"audit by ticket", byTicket, "audit_ticket", append(append([]any{0}, byTicketArgs...), pageSize)},
 		{"audit by source and ticket", bySourceTicket, "audit_ticket", append(append([]any{0}, bySourceTicketArgs...), pageSize)},
 		{"ticket by key", `SELECT ` + recordColumns + ` FROM tickets WHERE ticket_key = ? ORDER BY source, ticket_id`, "tickets_key", []any{"RITM0010001"}},
+		{"audit since", since, "audit_time", append(append([]any{0}, sinceArgs...), pageSize)},
+		{"blocked gauge", countStateQuery, "tickets_unfinished", []any{"blocked"}},
 	} {
 		rows, err := s.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.query, c.args...)
 		if err != nil {
@@ -942,8 +945,26 @@ func TestQueriesUseTheirIndexes(t *testing.T) {
 			plan = append(plan, detail)
 		}
 		rows.Close()
-		if p := strings.Join(plan, "; "); !strings.Contains(p, "INDEX "+c.index+" ") {
+		if p := strings.Join(plan, "; ") + " "; !strings.Contains(p, "INDEX "+c.index+" ") {
 			t.Errorf("%s: plan does not use %s: %s", c.name, c.index, p)
 		}
+	}
+}
+
+func TestCountState(t *testing.T) {
+	s, _ := openFile(t)
+	ctx := context.Background()
+	for i, st := range []isync.State{isync.StateBlocked, isync.StateBlocked, isync.StateDone, isync.StateRejected} {
+		rec, _ := claim(t, s, fmt.Sprint(i), "a", t0)
+		rec.State = st
+		if err := s.Save(ctx, &rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.CountState(ctx, isync.StateBlocked); err != nil || n != 2 {
+		t.Fatalf("blocked: %d, %v", n, err)
+	}
+	if _, err := s.CountState(ctx, isync.StateDone); err == nil {
+		t.Fatal("CountState(done) scanned every finished record")
 	}
 }

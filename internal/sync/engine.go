@@ -198,11 +198,19 @@ func (e *Engine) passSource(ctx context.Context, src Source) (Stats, error) {
 	// write is guarded by the store's record and the re-read on recovery.
 	jobs := make(chan job, 2*e.o.Concurrency)
 	var wg stdsync.WaitGroup
+	var pending stdsync.WaitGroup // jobs handed on and not yet done
 	for i := 0; i < e.o.Concurrency; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
+				if ctx.Err() != nil {
+					// Shutting down: a queued ticket is left for the next pass
+					// rather than started with a cancelled context (which would
+					// record a false retry).
+					pending.Done()
+					continue
+				}
 				d, err := e.process(ctx, src, j.t, false)
 				stMu.Lock()
 				switch {
@@ -214,37 +222,59 @@ func (e *Engine) passSource(ctx context.Context, src Source) (Stats, error) {
 					st.Decisions[d]++
 				}
 				stMu.Unlock()
+				pending.Done()
 			}
 		}()
 	}
-
-	seen := map[string]bool{}
-	listErr := src.Approved(ctx, func(t Ticket) error {
-		if seen[t.ID] {
-			return nil // a ticket that moved while the source paged
-		}
-		seen[t.ID] = true
-		st.Listed++
+	send := func(j job) error {
+		pending.Add(1)
 		select {
-		case jobs <- job{t: t}:
+		case jobs <- j:
 			return nil
 		case <-ctx.Done():
+			pending.Done()
 			return ctx.Err()
 		}
-	})
+	}
+
+	seen := map[string]bool{}
+	list := func() (fresh int, err error) {
+		err = src.Approved(ctx, func(t Ticket) error {
+			if seen[t.ID] {
+				return nil // a ticket that moved while the source paged, or listed again
+			}
+			seen[t.ID] = true
+			st.Listed++
+			fresh++
+			return send(job{t: t})
+		})
+		return fresh, err
+	}
+	fresh, listErr := list()
+	if r, ok := src.(Relister); ok && r.PagingMaySkip() {
+		// This source's paging may have skipped tickets that left the listing
+		// while it paged (the bridge closes them as it goes). Once the work
+		// handed on is done, nothing of the bridge's moves the listing, and
+		// listing again finds what was skipped; until a listing finds nothing
+		// new.
+		for round := 1; listErr == nil && fresh > 0 && round < maxListings; round++ {
+			pending.Wait()
+			fresh, listErr = list()
+		}
+	}
 
 	// Records the listing did not show: a write-back that landed before a crash,
 	// or a ticket closed or withdrawn by a person. Re-read each one.
 	var recErr error
 	if listErr == nil {
-		var pending []Record
+		var unseen []Record
 		recErr = e.store.Unfinished(ctx, src.Name(), func(r Record) error {
 			if !seen[r.TicketID] {
-				pending = append(pending, r)
+				unseen = append(unseen, r)
 			}
 			return nil
 		})
-		for _, r := range pending {
+		for _, r := range unseen {
 			if ctx.Err() != nil {
 				break
 			}
@@ -256,10 +286,7 @@ func (e *Engine) passSource(ctx context.Context, src Source) (Stats, error) {
 				stMu.Unlock()
 				continue
 			}
-			select {
-			case jobs <- job{t: t, recovering: true}:
-			case <-ctx.Done():
-			}
+			_ = send(job{t: t, recovering: true}) // fails only when ctx ends: the loop stops
 		}
 	}
 	close(jobs)

@@ -101,8 +101,9 @@ type Source interface {
 	// Name is the source's stable name, used in the store and logs.
 	Name() string
 	// Approved calls fn for every approved, open ticket, paging internally in a
-	// way that never skips tickets that leave the result while it pages. An error
-	// from fn stops the listing and is returned.
+	// way that never skips tickets that leave the result while it pages, or
+	// else the source is a Relister. An error from fn stops the listing and is
+	// returned.
 	Approved(ctx context.Context, fn func(Ticket) error) error
 	// Get re-reads one ticket by ID. A ticket that no longer exists is an error.
 	Get(ctx context.Context, id string) (Ticket, error)
@@ -110,6 +111,21 @@ type Source interface {
 	// outcome is unknown: it re-reads first, and returns nil if r already landed.
 	Report(ctx context.Context, t Ticket, r Report) error
 }
+
+// Relister is implemented by sources whose paging may skip tickets that
+// leave the listing while it pages (offset or token paging, as Jira's: the
+// bridge moves issues out of the JQL result as it closes them). When
+// PagingMaySkip is true, a pass that handed on tickets lists again once they
+// are done, handing on only tickets it has not seen, until a listing finds
+// none (at most maxListings listings). Keyset paging (ServiceNow's, on sys_id)
+// skips nothing and needs no second listing.
+type Relister interface {
+	PagingMaySkip() bool
+}
+
+// maxListings bounds the listings of one pass of a Relister source; a ticket
+// approved after the last is listed by the next pass.
+const maxListings = 16
 
 // Warmer is implemented by provisioners that cache what they read from
 // their API (a catalog, a plan): Warm loads it unless cached. The engine

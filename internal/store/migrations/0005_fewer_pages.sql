@@ -6,7 +6,7 @@
 -- tickets_state changed with every state change; its one reader, the
 -- counts by state behind `bridge status` and the blocked gauge, is an
 -- occasional scan.
-DROP INDEX tickets_state;
+DROP INDEX IF EXISTS tickets_state;
 
 -- The audit log is rebuilt without AUTOINCREMENT, which wrote the
 -- sqlite_sequence page on every row. Rows are never deleted (the triggers
