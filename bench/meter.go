@@ -157,6 +157,20 @@ type meteredStore struct {
 }
 
 func (s *meteredStore) Claim(ctx context.Context, source, ticketID, key, owner string, now, until time.Time) (isync.Record, bool, error) {
+	return s.claim(source, ticketID, func() (isync.Record, bool, error) {
+		return s.Store.Claim(ctx, source, ticketID, key, owner, now, until)
+	})
+}
+
+func (s *meteredStore) ClaimStart(ctx context.Context, source, ticketID, key, owner string, now, until time.Time, first isync.Record) (isync.Record, bool, error) {
+	return s.claim(source, ticketID, func() (isync.Record, bool, error) {
+		return s.Store.ClaimStart(ctx, source, ticketID, key, owner, now, until, first)
+	})
+}
+
+// claim opens the ticket's span (unless this goroutine already has it open:
+// a renewal) and times the claim.
+func (s *meteredStore) claim(source, ticketID string, call func() (isync.Record, bool, error)) (isync.Record, bool, error) {
 	g := goid()
 	start := time.Now()
 	s.m.mu.Lock()
@@ -164,7 +178,7 @@ func (s *meteredStore) Claim(ctx context.Context, source, ticketID, key, owner s
 		s.m.open[g] = &span{ticket: source + "/" + ticketID, start: start}
 	}
 	s.m.mu.Unlock()
-	rec, ok, err := s.Store.Claim(ctx, source, ticketID, key, owner, now, until)
+	rec, ok, err := call()
 	s.m.addStore(g, time.Since(start))
 	return rec, ok, err
 }

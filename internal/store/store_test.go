@@ -968,3 +968,32 @@ func TestCountState(t *testing.T) {
 		t.Fatal("CountState(done) scanned every finished record")
 	}
 }
+
+// ClaimStart creates a new record in the given first state, in one write;
+// a record that exists is claimed as by Claim, its state untouched.
+func TestClaimStart(t *testing.T) {
+	s, _ := openFile(t)
+	ctx := context.Background()
+	start := isync.Record{State: isync.StateProvisioning, Attempts: 1, Image: "python"}
+	rec, ok, err := s.ClaimStart(ctx, "servicenow", "t1", "RITM1", "a", t0, t0.Add(time.Minute), start)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	got, _ := s.Get(ctx, "servicenow", "t1")
+	for _, r := range []isync.Record{rec, got} {
+		if r.State != isync.StateProvisioning || r.Attempts != 1 || r.Image != "python" || r.Version != 1 || r.LeaseOwner != "a" || r.RequestID != RequestID("servicenow", "t1") {
+			t.Fatalf("new record %+v", r)
+		}
+	}
+	if !reflect.DeepEqual(rec, got) {
+		t.Fatalf("ClaimStart returned\n%+v\nthe store holds\n%+v", rec, got)
+	}
+	rec.State = isync.StateProvisioned
+	if err := s.Save(ctx, &rec); err != nil {
+		t.Fatal(err)
+	}
+	again, ok, err := s.ClaimStart(ctx, "servicenow", "t1", "RITM1", "b", t0.Add(2*time.Minute), t0.Add(3*time.Minute), start)
+	if err != nil || !ok || again.State != isync.StateProvisioned || again.Version != rec.Version+1 {
+		t.Fatalf("ClaimStart of an existing record: %+v %v %v", again, ok, err)
+	}
+}

@@ -346,7 +346,20 @@ func (e *Engine) process(ctx context.Context, src Source, t Ticket, due bool) (D
 	// the state they record is what makes recovery safe.
 	sctx := context.WithoutCancel(ctx)
 	now := e.o.Now()
-	rec, ok, err := e.store.Claim(sctx, src.Name(), t.ID, t.Key, e.owner, now, now.Add(e.o.Lease))
+	// A ticket that, if new, would go straight to provisioning is claimed and
+	// marked provisioning in one write (the common case of a backlog).
+	ref, fast := e.fastStart(ctx, &t)
+	var (
+		rec Record
+		ok  bool
+		err error
+	)
+	if fast {
+		rec, ok, err = e.store.ClaimStart(sctx, src.Name(), t.ID, t.Key, e.owner, now, now.Add(e.o.Lease),
+			Record{State: StateProvisioning, Attempts: 1, Image: t.Image})
+	} else {
+		rec, ok, err = e.store.Claim(sctx, src.Name(), t.ID, t.Key, e.owner, now, now.Add(e.o.Lease))
+	}
 	if err != nil {
 		return "", fmt.Errorf("claiming %s: %w", t.Key, err)
 	}
@@ -364,7 +377,41 @@ func (e *Engine) process(ctx context.Context, src Source, t Ticket, due bool) (D
 			log.Warn().Err(err).Msg("releasing lease failed; it expires by itself")
 		}
 	}()
+	if fast && rec.State == StateProvisioning && rec.Version == 1 {
+		// Created just now by ClaimStart (a record that existed before, or was
+		// claimed from another process since, is at a later version): the
+		// checks are done and the state is saved; provision.
+		return w.callProvision(ctx, ref, false)
+	}
 	return w.run(ctx)
+}
+
+// fastStart reports whether t, if the bridge has never seen it, would go
+// straight to provisioning: it is approved, valid, names one image, and the
+// policy lets it through without an upstream check (the decision is recorded
+// on t, as gate does). Everything else, and every ticket the store already
+// has, takes the step-by-step path (run). It reads only.
+func (e *Engine) fastStart(ctx context.Context, t *Ticket) (ImageRef, bool) {
+	if !t.Open || t.Invalid != "" || e.o.DailyLimit > 0 || len(SplitImages(t.Image)) != 1 {
+		return ImageRef{}, false
+	}
+	ref, err := e.prov.ParseImage(t.Image)
+	if err != nil {
+		return ImageRef{}, false
+	}
+	if e.o.Policy != nil {
+		dec, err := e.decide(ctx, *t)
+		if err != nil || (dec.Tier != policy.Auto && dec.Tier != policy.Approval) {
+			return ImageRef{}, false
+		}
+		fields := make(map[string]string, len(t.Fields)+1)
+		for k, v := range t.Fields {
+			fields[k] = v
+		}
+		fields[policyField] = dec.String()
+		t.Fields = fields
+	}
+	return ref, true
 }
 
 // worker carries one claimed ticket through its states.
@@ -546,6 +593,14 @@ func (w *worker) provision(ctx context.Context) (Decision, error) {
 	if err := w.save(); err != nil {
 		return "", err
 	}
+	return w.callProvision(ctx, ref, wasInFlight)
+}
+
+// callProvision makes the provisioning call for a record saved in
+// StateProvisioning, records its outcome and goes on to the write-back.
+// wasInFlight is whether the record was already provisioning before this
+// attempt (an earlier attempt's outcome was never recorded).
+func (w *worker) callProvision(ctx context.Context, ref ImageRef, wasInFlight bool) (Decision, error) {
 	if err := w.renew(); err != nil {
 		return "", err
 	}

@@ -231,16 +231,35 @@ type crashStore struct {
 
 var errCrash = errors.New("simulated crash")
 
+// ClaimStart can persist the first state too (a new ticket claimed and
+// marked provisioning in one write).
+func (c *crashStore) ClaimStart(ctx context.Context, source, ticketID, key, owner string, now, until time.Time, start isync.Record) (isync.Record, bool, error) {
+	rec, ok, err := c.Store.ClaimStart(ctx, source, ticketID, key, owner, now, until, start)
+	if err != nil || !ok || rec.State != c.after {
+		return rec, ok, err
+	}
+	if err := c.crash(); err != nil {
+		return isync.Record{}, false, err
+	}
+	return rec, ok, nil
+}
+
 func (c *crashStore) Save(ctx context.Context, rec *isync.Record, audit ...isync.AuditEntry) error {
 	if err := c.Store.Save(ctx, rec, audit...); err != nil {
 		return err
 	}
 	if rec.State == c.after {
-		crashed := false
-		c.once.Do(func() { crashed = true; c.hit = true; c.cancel() })
-		if crashed {
-			return errCrash
-		}
+		return c.crash()
+	}
+	return nil
+}
+
+// crash stops the engine the first time it is called.
+func (c *crashStore) crash() error {
+	crashed := false
+	c.once.Do(func() { crashed = true; c.hit = true; c.cancel() })
+	if crashed {
+		return errCrash
 	}
 	return nil
 }
@@ -262,7 +281,10 @@ func TestServiceNowCrashRecovery(t *testing.T) {
 			}
 			creates := h.cg.CountCalls("CreateRepo")
 
-			// Restart: a new engine, a new store handle on the same file.
+			// Restart: a new engine, a new store handle on the same file, once
+			// the crashed process's lease has run out (a crash in the claim
+			// itself never released it).
+			h.clock.Add(time.Hour)
 			h.openStore()
 			h.pass(h.engine())
 			if got := h.state(r.SysID); got != "3" {
@@ -409,16 +431,31 @@ func (s *stealStore) Save(ctx context.Context, rec *isync.Record, audit ...isync
 	if err := s.Store.Save(ctx, rec, audit...); err != nil {
 		return err
 	}
-	if rec.State == s.after {
-		s.once.Do(func() {
-			s.clock.Add(2 * s.lease)
-			now := s.clock.Now()
-			if _, ok, err := s.Store.Claim(ctx, rec.Source, rec.TicketID, rec.Key, "other-process", now, now.Add(s.lease)); err != nil || !ok {
-				panic(fmt.Sprintf("steal failed: %v %v", ok, err))
-			}
-		})
-	}
+	s.maybeSteal(ctx, *rec)
 	return nil
+}
+
+// ClaimStart can persist the first state too.
+func (s *stealStore) ClaimStart(ctx context.Context, source, ticketID, key, owner string, now, until time.Time, start isync.Record) (isync.Record, bool, error) {
+	rec, ok, err := s.Store.ClaimStart(ctx, source, ticketID, key, owner, now, until, start)
+	if err == nil && ok {
+		s.maybeSteal(ctx, rec)
+	}
+	return rec, ok, err
+}
+
+// maybeSteal takes the lease, once, after rec was persisted in s.after.
+func (s *stealStore) maybeSteal(ctx context.Context, rec isync.Record) {
+	if rec.State != s.after {
+		return
+	}
+	s.once.Do(func() {
+		s.clock.Add(2 * s.lease)
+		now := s.clock.Now()
+		if _, ok, err := s.Store.Claim(ctx, rec.Source, rec.TicketID, rec.Key, "other-process", now, now.Add(s.lease)); err != nil || !ok {
+			panic(fmt.Sprintf("steal failed: %v %v", ok, err))
+		}
+	})
 }
 
 // A worker whose lease expired and was taken over writes nothing more.
@@ -526,5 +563,69 @@ func TestLeasesEndWithThePass(t *testing.T) {
 	}
 	if s := h.state(retry); s == "3" {
 		t.Fatalf("the retried ticket closed; the injected failure did not happen")
+	}
+}
+
+// writeCounter counts the store's writes.
+type writeCounter struct {
+	isync.Store
+	mu stdsync.Mutex
+	n  int
+}
+
+func (w *writeCounter) add() { w.mu.Lock(); w.n++; w.mu.Unlock() }
+
+func (w *writeCounter) Claim(ctx context.Context, source, ticketID, key, owner string, now, until time.Time) (isync.Record, bool, error) {
+	w.add()
+	return w.Store.Claim(ctx, source, ticketID, key, owner, now, until)
+}
+
+func (w *writeCounter) ClaimStart(ctx context.Context, source, ticketID, key, owner string, now, until time.Time, start isync.Record) (isync.Record, bool, error) {
+	w.add()
+	return w.Store.ClaimStart(ctx, source, ticketID, key, owner, now, until, start)
+}
+
+func (w *writeCounter) Save(ctx context.Context, rec *isync.Record, audit ...isync.AuditEntry) error {
+	w.add()
+	return w.Store.Save(ctx, rec, audit...)
+}
+
+func (w *writeCounter) Release(ctx context.Context, source, ticketID, owner string) error {
+	w.add()
+	return w.Store.Release(ctx, source, ticketID, owner)
+}
+
+func (w *writeCounter) Append(ctx context.Context, e isync.AuditEntry) error {
+	w.add()
+	return w.Store.Append(ctx, e)
+}
+
+// A new approved ticket costs three store writes: claimed and marked
+// provisioning in one, provisioned with its audit row, done with its audit
+// row and its lease ended. Its audit trail is complete all the same.
+func TestNewTicketTakesThreeWrites(t *testing.T) {
+	wc := &writeCounter{}
+	h := newHarness(t, harnessOpts{wrapStore: func(s isync.Store) isync.Store { wc.Store = s; return wc }})
+	r := h.ritm("python", nil)
+	h.pass(h.engine())
+	if got := h.state(r.SysID); got != "3" {
+		t.Fatalf("state %q, want 3", got)
+	}
+	if wc.n != 3 {
+		t.Errorf("%d store writes for one ticket, want 3", wc.n)
+	}
+	var decisions []isync.Decision
+	if err := h.store.Audit(context.Background(), store.AuditFilter{}, func(a isync.AuditEntry) error {
+		decisions = append(decisions, a.Decision)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(decisions) != 2 || decisions[0] != isync.DecisionProvisioned || decisions[1] != isync.DecisionReported {
+		t.Errorf("audit trail %v, want provisioned, reported", decisions)
+	}
+	rec, err := h.store.Get(context.Background(), "servicenow", r.SysID)
+	if err != nil || rec.Attempts != 1 || rec.Image != "python" || rec.LeaseOwner != "" {
+		t.Errorf("record %+v, %v", rec, err)
 	}
 }

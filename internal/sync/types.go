@@ -243,6 +243,11 @@ type Store interface {
 	// takes its lease for owner until the given time. ok is false, with the
 	// current record, when another owner holds an unexpired lease.
 	Claim(ctx context.Context, source, ticketID, key, owner string, now, until time.Time) (rec Record, ok bool, err error)
+	// ClaimStart is Claim for a ticket the engine has already decided to act
+	// on: a record that does not exist yet is created in start's State, with
+	// its Attempts and Image (and Version 1), in the same write. An existing
+	// record is claimed as by Claim, start ignored.
+	ClaimStart(ctx context.Context, source, ticketID, key, owner string, now, until time.Time, start Record) (rec Record, ok bool, err error)
 	// Save writes rec if its Version matches the stored one, then increments
 	// rec.Version, and appends the audit rows, all in one transaction: a
 	// decision and the state it records land together or not at all.
