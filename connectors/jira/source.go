@@ -63,6 +63,7 @@ type Source struct {
 	trCache    map[string]cachedTransitions // by workflowField
 	trFetch    singleflight.Group           // one transition read per workflowField at a time
 	trPrefetch map[string]bool              // workflowFields being prefetched
+	maySkip    bool                         // the last Approved may have skipped issues (PagingMaySkip)
 	ready      bool
 	deployment string            // resolved: cloud or datacenter
 	ids        map[string]string // configured field (name or id) → field id
@@ -198,12 +199,17 @@ func (s *Source) searchFields() []string {
 
 var _ isync.Relister = (*Source)(nil)
 
-// PagingMaySkip implements isync.Relister: neither Data Center's startAt nor
-// Cloud's nextPageToken can be trusted to skip nothing while the bridge moves
-// issues out of the result. Approved's sweeps find most skipped issues while
-// the bridge works; the engine's listing after the work is done finds the
-// rest.
-func (s *Source) PagingMaySkip() bool { return true }
+// PagingMaySkip implements isync.Relister: whether the last Approved may have
+// skipped issues. Neither Data Center's startAt nor Cloud's nextPageToken can
+// be trusted to skip nothing while the bridge moves issues out of the result.
+// Approved's sweeps find most skipped issues while the bridge works; when its
+// last sweep of a search still took several pages, issues may have shifted
+// past it, and the engine lists again once the work is done.
+func (s *Source) PagingMaySkip() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maySkip
+}
 
 // maxSweeps bounds the searches of one listing (see Approved).
 const maxSweeps = 32
@@ -223,6 +229,12 @@ func (s *Source) Approved(ctx context.Context, fn func(isync.Ticket) error) erro
 		return err
 	}
 	seen := map[string]bool{}
+	maySkip := false
+	defer func() {
+		s.mu.Lock()
+		s.maySkip = maySkip
+		s.mu.Unlock()
+	}()
 	sweep := func(jql string, awaiting bool) error {
 		for range maxSweeps {
 			fresh, pages := 0, 0
@@ -247,10 +259,17 @@ func (s *Source) Approved(ctx context.Context, fn func(isync.Ticket) error) erro
 				}
 				return nil
 			})
-			if err != nil || fresh == 0 || pages <= 1 {
+			if err != nil || pages <= 1 {
 				return err // one page cannot have skipped anything
 			}
+			if fresh == 0 {
+				// Nothing new, but issues closing meanwhile may have shifted
+				// unseen ones past this sweep's pages.
+				maySkip = true
+				return nil
+			}
 		}
+		maySkip = true
 		return nil
 	}
 	if err := sweep(s.o.JQL, false); err != nil {

@@ -251,13 +251,13 @@ func (e *Engine) passSource(ctx context.Context, src Source) (Stats, error) {
 		return fresh, err
 	}
 	fresh, listErr := list()
-	if r, ok := src.(Relister); ok && r.PagingMaySkip() {
+	if r, ok := src.(Relister); ok {
 		// This source's paging may have skipped tickets that left the listing
 		// while it paged (the bridge closes them as it goes). Once the work
 		// handed on is done, nothing of the bridge's moves the listing, and
 		// listing again finds what was skipped; until a listing finds nothing
-		// new.
-		for round := 1; listErr == nil && fresh > 0 && round < maxListings; round++ {
+		// new or could not have skipped anything.
+		for round := 1; listErr == nil && fresh > 0 && r.PagingMaySkip() && round < maxListings; round++ {
 			pending.Wait()
 			fresh, listErr = list()
 		}

@@ -21,22 +21,33 @@ type offsetSource struct {
 	reports  map[string]int
 	listings int
 	relists  bool
-	pageSize int
+	// lastPages counts the pages of the last listing.
+	lastPages int
+	pageSize  int
 }
 
 func (s *offsetSource) Name() string { return "jira" }
 
-func (s *offsetSource) PagingMaySkip() bool { return s.relists }
+// PagingMaySkip: only a listing of more than one page can have skipped.
+func (s *offsetSource) PagingMaySkip() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.relists && s.lastPages > 1
+}
 
 func (s *offsetSource) Approved(ctx context.Context, fn func(isync.Ticket) error) error {
 	s.mu.Lock()
 	s.listings++
+	s.lastPages = 0
 	s.mu.Unlock()
 	for start := 0; ; start += s.pageSize {
 		s.mu.Lock()
 		var page []string
 		for i := start; i < len(s.open) && i < start+s.pageSize; i++ {
 			page = append(page, s.open[i])
+		}
+		if len(page) > 0 {
+			s.lastPages++
 		}
 		s.mu.Unlock()
 		if len(page) == 0 {

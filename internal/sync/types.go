@@ -114,11 +114,12 @@ type Source interface {
 
 // Relister is implemented by sources whose paging may skip tickets that
 // leave the listing while it pages (offset or token paging, as Jira's: the
-// bridge moves issues out of the JQL result as it closes them). When
-// PagingMaySkip is true, a pass that handed on tickets lists again once they
-// are done, handing on only tickets it has not seen, until a listing finds
-// none (at most maxListings listings). Keyset paging (ServiceNow's, on sys_id)
-// skips nothing and needs no second listing.
+// bridge moves issues out of the JQL result as it closes them). PagingMaySkip
+// reports whether the last listing may have skipped any; while it does, a
+// pass that handed on tickets lists again once they are done, handing on only
+// tickets it has not seen, until a listing finds none (at most maxListings
+// listings). Keyset paging (ServiceNow's, on sys_id) skips nothing and needs
+// no second listing.
 type Relister interface {
 	PagingMaySkip() bool
 }
