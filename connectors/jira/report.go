@@ -314,29 +314,18 @@ const prefetchTimeout = 30 * time.Second
 // overlaps with the issue's provisioning instead of following it. It does
 // not wait; a failed read is read again by Report.
 func (s *Source) prefetchTransitions(ctx context.Context, t isync.Ticket) {
-	key := t.Fields[workflowField]
-	if key == "" || s.cachedTransitions(t) != nil {
+	wf := t.Fields[workflowField]
+	if wf == "" || s.cachedTransitions(t) != nil {
 		return
 	}
-	s.mu.Lock()
-	if s.trPrefetch == nil {
-		s.trPrefetch = map[string]bool{}
-	}
-	started := s.trPrefetch[key]
-	s.trPrefetch[key] = true
-	s.mu.Unlock()
-	if started {
-		return
-	}
-	id, issueKey := t.ID, t.Key
-	go func() {
+	id, key := t.ID, t.Key
+	// DoChan joins a read already under way instead of starting another;
+	// its answer, nobody's to wait for, goes to a buffered channel.
+	s.trFetch.DoChan(wf, func() (any, error) {
 		// Reports may join this read: it must not end with the listing's
 		// context, only by its own bound.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), prefetchTimeout)
 		defer cancel()
-		_, _ = s.transitionsOf(ctx, id, issueKey, key)
-		s.mu.Lock()
-		delete(s.trPrefetch, key)
-		s.mu.Unlock()
-	}()
+		return s.readTransitions(ctx, id, key, wf)
+	})
 }

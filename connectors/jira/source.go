@@ -62,7 +62,6 @@ type Source struct {
 	mu         stdsync.Mutex
 	trCache    map[string]cachedTransitions // by workflowField
 	trFetch    singleflight.Group           // one transition read per workflowField at a time
-	trPrefetch map[string]bool              // workflowFields being prefetched
 	maySkip    bool                         // the last Approved may have skipped issues (PagingMaySkip)
 	ready      bool
 	deployment string            // resolved: cloud or datacenter
