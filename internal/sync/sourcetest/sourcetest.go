@@ -30,10 +30,12 @@
 //   - listing: every approved, open ticket is listed exactly once, open;
 //     tickets awaiting approval are not listed, or listed AwaitingApproval;
 //     closed ones are not listed; many tickets over several small pages;
-//     tickets leaving the result while the source pages never make it skip
-//     another, unless it is a sync.Relister whose PagingMaySkip then reports
-//     true (the suite then lists again, as the engine does, and every ticket
-//     must turn up).
+//     tickets leaving the result while the source pages (each listed ticket
+//     is closed as soon as it is handed on, by a person or through Report,
+//     so the result shrinks between pages) never make it skip another,
+//     unless it is a sync.Relister whose PagingMaySkip then reports true
+//     (the suite then lists again, as the engine does, and every ticket must
+//     turn up).
 //   - re-read: Get returns the ticket as listed (ID, Key, Image,
 //     Justification, Requester, Open); an unknown id is an error; a ticket
 //     closed by a person reads Closed.
@@ -48,9 +50,16 @@
 //   - permanent write failures (an ACL, a required field, a missing
 //     transition): a ClassBlocked error with a stable, non-empty Cause, the
 //     same on every attempt, the ticket left open and noted at most once.
-//   - credentials refused: a 401 is ClassBlocked with the Cause
-//     "<name>:unauthenticated" and a 403 on listing "<name>:forbidden", for
-//     both listing and Report, and no error text holds a secret.
+//   - credentials refused: a 401 (a source built with a wrong credential)
+//     is ClassBlocked with the Cause "<name>:unauthenticated" for listing
+//     and Report alike; a 403 on every request is ClassBlocked with
+//     "<name>:forbidden" for listing and a stable "<name>:…" cause of the
+//     source's choosing for Report (a write ACL may deserve its own); no
+//     error text holds a credential.
+//
+// A subtest that closes a ticket "between pages" does it from the listing's
+// callback, which a Source calls before it asks for the next page; no hook
+// in the fake is needed.
 //
 // Every call has a deadline; nothing sleeps: faults are queued on the fake
 // and take effect on the next matching request.
