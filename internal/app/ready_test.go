@@ -13,10 +13,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/chainguard-dev/image-request-bridge/internal/config"
 	cgfake "github.com/chainguard-dev/image-request-bridge/internal/fake/chainguard"
 	jfake "github.com/chainguard-dev/image-request-bridge/internal/fake/jira"
 	snfake "github.com/chainguard-dev/image-request-bridge/internal/fake/servicenow"
-	"github.com/chainguard-dev/image-request-bridge/internal/config"
 	"github.com/chainguard-dev/image-request-bridge/internal/server"
 )
 
