@@ -230,7 +230,7 @@ time.`,
 				}
 			}
 			if source != "" && !slices.Contains(sourceNames(), source) {
-				return fmt.Errorf("--source %q: want %s", source, strings.Join(sourceNames(), " or "))
+				return fmt.Errorf("--source %q: want %s", source, orList(sourceNames()))
 			}
 			if format != "jsonl" && format != "csv" {
 				return fmt.Errorf("--format %q: want jsonl or csv", format)
@@ -245,7 +245,7 @@ time.`,
 	}
 	addStoreFlags(cmd, &cfgPath, &storePath)
 	cmd.Flags().StringVar(&since, "since", "", "only rows at or after this time (a duration back from now, or RFC 3339)")
-	cmd.Flags().StringVar(&source, "source", "", "only this source: "+strings.Join(sourceNames(), " or "))
+	cmd.Flags().StringVar(&source, "source", "", "only this source: "+orList(sourceNames()))
 	cmd.Flags().StringVar(&ticket, "ticket", "", "only this ticket (key or id)")
 	cmd.Flags().StringVar(&format, "format", "jsonl", "jsonl or csv")
 	return cmd

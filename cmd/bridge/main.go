@@ -67,6 +67,14 @@ func loadConfig(path string) (*config.Config, zerolog.Logger, error) {
 // for --source and help texts.
 func sourceNames() []string { return source.Names(connectors.Sources) }
 
+// orList renders names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
 // sourceKeys returns "<name>.<key>" for every registered source, joined.
 func sourceKeys(key string) string {
 	var out []string

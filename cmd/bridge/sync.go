@@ -65,7 +65,7 @@ writes nothing upstream or in the store.`,
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the YAML config")
-	cmd.Flags().StringVar(&source, "source", "", "only this source: "+strings.Join(sourceNames(), " or "))
+	cmd.Flags().StringVar(&source, "source", "", "only this source: "+orList(sourceNames()))
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan; write nothing upstream or in the store")
 	return cmd
 }

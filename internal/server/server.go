@@ -71,8 +71,9 @@ type Options struct {
 	Webhooks   []Webhook
 	Chainguard *Chainguard // nil: /events/chainguard answers 404
 	// Ready reports readiness; nil error = ready. /readyz calls it with a 5s
-	// timeout and shows its error text, which must never hold a secret. nil:
-	// always ready.
+	// timeout and shows its error text, which should name each failing
+	// upstream with its cause (app.App.Ready bounds each check below 5s so
+	// that it can) and must never hold a secret. nil: always ready.
 	Ready   func(ctx context.Context) error
 	Metrics *metrics.Metrics // nil: a fresh set
 	Logger  zerolog.Logger
