@@ -12,8 +12,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
 	"github.com/chainguard-dev/image-request-bridge/internal/server"
+	"github.com/chainguard-dev/image-request-bridge/internal/source"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
 
@@ -44,7 +46,8 @@ func Webhook(ctx context.Context, u *Upstreams, n int, stateDir string) (Webhook
 		return WebhookOutcome{}, err
 	}
 	defer b.Close()
-	srv, err := server.New(ctx, server.Options{Engine: b.Engine, ServiceNowSecret: secret.New(webhookSecret), Logger: Logger()})
+	hook := servicenow.Connector.(source.Webhooker).Webhook(&servicenow.Config{Enabled: true, WebhookSecret: secret.New(webhookSecret)})
+	srv, err := server.New(ctx, server.Options{Engine: b.Engine, Webhooks: []server.Webhook{{Name: servicenow.Name, Hook: hook}}, Logger: Logger()})
 	if err != nil {
 		return WebhookOutcome{}, err
 	}

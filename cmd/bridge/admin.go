@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -70,7 +71,7 @@ func findRecords(cmd *cobra.Command, st *store.SQLite, ticket string) ([]isync.R
 	if len(recs) > 0 {
 		return recs, nil
 	}
-	for _, src := range []string{"servicenow", "jira"} {
+	for _, src := range sourceNames() {
 		if r, err := st.Get(cmd.Context(), src, ticket); err == nil {
 			recs = append(recs, r)
 		} else if !errors.Is(err, store.ErrNotFound) {
@@ -228,8 +229,8 @@ time.`,
 					return fmt.Errorf("--since %q: want a duration such as 24h or 168h (days are not a unit), or an RFC 3339 time", since)
 				}
 			}
-			if source != "" && source != "servicenow" && source != "jira" {
-				return fmt.Errorf("--source %q: want servicenow or jira", source)
+			if source != "" && !slices.Contains(sourceNames(), source) {
+				return fmt.Errorf("--source %q: want %s", source, orList(sourceNames()))
 			}
 			if format != "jsonl" && format != "csv" {
 				return fmt.Errorf("--format %q: want jsonl or csv", format)
@@ -244,7 +245,7 @@ time.`,
 	}
 	addStoreFlags(cmd, &cfgPath, &storePath)
 	cmd.Flags().StringVar(&since, "since", "", "only rows at or after this time (a duration back from now, or RFC 3339)")
-	cmd.Flags().StringVar(&source, "source", "", "only this source: servicenow or jira")
+	cmd.Flags().StringVar(&source, "source", "", "only this source: "+orList(sourceNames()))
 	cmd.Flags().StringVar(&ticket, "ticket", "", "only this ticket (key or id)")
 	cmd.Flags().StringVar(&format, "format", "jsonl", "jsonl or csv")
 	return cmd

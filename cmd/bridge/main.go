@@ -9,14 +9,17 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/chainguard-dev/image-request-bridge/connectors"
 	"github.com/chainguard-dev/image-request-bridge/internal/app"
 	"github.com/chainguard-dev/image-request-bridge/internal/config"
 	"github.com/chainguard-dev/image-request-bridge/internal/logging"
+	"github.com/chainguard-dev/image-request-bridge/internal/source"
 )
 
 func main() {
@@ -58,6 +61,41 @@ func loadConfig(path string) (*config.Config, zerolog.Logger, error) {
 		return nil, zerolog.Nop(), err
 	}
 	return cfg, log.With().Str("bridge_version", app.BuildVersion()).Logger(), nil
+}
+
+// sourceNames returns the registered sources' names (connectors.Sources),
+// for --source and help texts.
+func sourceNames() []string { return source.Names(connectors.Sources) }
+
+// orList renders names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// sourceKeys returns "<name>.<key>" for every registered source, joined.
+func sourceKeys(key string) string {
+	var out []string
+	for _, n := range sourceNames() {
+		out = append(out, n+"."+key)
+	}
+	return strings.Join(out, ", ")
+}
+
+// webhookPaths returns the webhook paths of the registered sources.
+func webhookPaths() string {
+	var out []string
+	for _, c := range connectors.Sources {
+		if _, ok := c.(source.Webhooker); ok {
+			out = append(out, "/webhooks/"+c.Name())
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return "POST " + strings.Join(out, ", ")
 }
 
 func newVersionCmd() *cobra.Command {

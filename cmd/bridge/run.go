@@ -28,9 +28,9 @@ func newRunCmd() *cobra.Command {
 		Use:   "run --config FILE",
 		Short: "Run the bridge as a daemon: scheduled passes, webhooks, events, health and metrics",
 		Long: `Run the bridge as a daemon. Each enabled source is reconciled at start and then
-on its schedule (servicenow.schedule, jira.schedule); a pass still running when
+on its schedule (` + sourceKeys("schedule") + `); a pass still running when
 the next is due is skipped. The HTTP server at server.listen takes webhooks
-(POST /webhooks/servicenow, /webhooks/jira), Chainguard events
+(` + webhookPaths() + `), Chainguard events
 (POST /events/chainguard) and serves /healthz, /readyz and /metrics. Webhooks
 only queue a ticket id; the ticket is re-read before anything is done, and
 polling stays the safety net.
@@ -57,7 +57,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	// Work continues for a grace period after the signal.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	m := metrics.New()
+	m := metrics.New(app.EnabledNames(cfg)...)
 	a, err := app.Build(work, cfg, log, app.Options{Metrics: m})
 	if err != nil {
 		return err
@@ -67,14 +67,13 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	m.SetBlocked(func() int { return blockedCount(work, a) })
 
 	srv, err := server.New(work, server.Options{
-		Listen:           cfg.Server.Listen,
-		Engine:           a.Engine,
-		ServiceNowSecret: cfg.ServiceNow.WebhookSecret,
-		JiraSecret:       cfg.Jira.WebhookSecret,
-		Chainguard:       &server.Chainguard{Issuer: cfg.Chainguard.Issuer, Group: cfg.Chainguard.OrgID}, // org_id is required and validated
-		Ready:            a.Ready,
-		Metrics:          m,
-		Logger:           log,
+		Listen:     cfg.Server.Listen,
+		Engine:     a.Engine,
+		Webhooks:   app.Webhooks(cfg),
+		Chainguard: &server.Chainguard{Issuer: cfg.Chainguard.Issuer, Group: cfg.Chainguard.OrgID}, // org_id is required and validated
+		Ready:      a.Ready,
+		Metrics:    m,
+		Logger:     log,
 	})
 	if err != nil {
 		return fmt.Errorf("http server: %w", err)
@@ -98,13 +97,13 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 		a.Engine.RunQueue(work)
 	}()
 
-	schedules := map[string]string{"servicenow": cfg.ServiceNow.Schedule, "jira": cfg.Jira.Schedule}
 	c := cron.New(cron.WithChain(cron.Recover(cronLogger{log}), cron.SkipIfStillRunning(cronLogger{log})))
 	var ids []cron.EntryID
 	var passes tracker
 	for _, s := range a.Sources {
 		name := s.Name()
-		id, err := c.AddFunc(schedules[name], func() {
+		schedule := cfg.Section(name).Settings().Schedule
+		id, err := c.AddFunc(schedule, func() {
 			if !passes.start() {
 				return // shutting down
 			}
@@ -112,7 +111,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 			runPass(work, a, m, log, name)
 		})
 		if err != nil {
-			return fmt.Errorf("%s.schedule %q: %w", name, schedules[name], err)
+			return fmt.Errorf("%s.schedule %q: %w", name, schedule, err)
 		}
 		ids = append(ids, id)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -17,7 +18,7 @@ func newSyncCmd() *cobra.Command {
 	var cfgPath, source string
 	var dryRun bool
 	cmd := &cobra.Command{
-		Use:   "sync --config FILE [--source servicenow|jira] [--dry-run]",
+		Use:   "sync --config FILE [--source " + strings.Join(sourceNames(), "|") + "] [--dry-run]",
 		Short: "Run one reconcile pass and exit",
 		Long: `Run one reconcile pass: every approved ticket is provisioned and closed with
 one note. Exits 0 when the pass ran (even if tickets were rejected or will be
@@ -64,7 +65,7 @@ writes nothing upstream or in the store.`,
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the YAML config")
-	cmd.Flags().StringVar(&source, "source", "", "only this source: servicenow or jira")
+	cmd.Flags().StringVar(&source, "source", "", "only this source: "+orList(sourceNames()))
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan; write nothing upstream or in the store")
 	return cmd
 }

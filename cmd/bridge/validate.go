@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -35,33 +34,28 @@ func newValidateCmd() *cobra.Command {
 			}
 			defer a.Close()
 			checks := a.Checks()
-			names := make([]string, 0, len(checks))
-			for n := range checks {
-				names = append(names, n)
-			}
-			sort.Strings(names)
 			// The checks run at once (the slowest, not their sum, is the
 			// wait) and are printed in name order.
-			errs := make([]error, len(names))
+			errs := make([]error, len(checks))
 			var wg sync.WaitGroup
-			for i, n := range names {
+			for i, c := range checks {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					ctx, cancel := context.WithTimeout(cmd.Context(), 20*time.Second)
 					defer cancel()
-					errs[i] = checks[n].Check(ctx)
+					errs[i] = c.Run(ctx)
 				}()
 			}
 			wg.Wait()
 			failed := 0
 			fmt.Fprintln(out)
-			for i, n := range names {
+			for i, c := range checks {
 				if errs[i] != nil {
 					failed++
-					fmt.Fprintf(out, "%-12s FAIL  %v\n", n, errs[i])
+					fmt.Fprintf(out, "%-12s FAIL  %v\n", c.Name, errs[i])
 				} else {
-					fmt.Fprintf(out, "%-12s ok\n", n)
+					fmt.Fprintf(out, "%-12s ok\n", c.Name)
 				}
 			}
 			if failed > 0 {

@@ -11,20 +11,20 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
-	"sort"
+	"slices"
+	"strings"
 	stdsync "sync"
 	"time"
 
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 
-	"github.com/chainguard-dev/image-request-bridge/connectors/jira"
-	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
 	"github.com/chainguard-dev/image-request-bridge/internal/chainguard"
 	"github.com/chainguard-dev/image-request-bridge/internal/config"
 	"github.com/chainguard-dev/image-request-bridge/internal/metrics"
 	"github.com/chainguard-dev/image-request-bridge/internal/policy"
 	"github.com/chainguard-dev/image-request-bridge/internal/ratelimit"
+	"github.com/chainguard-dev/image-request-bridge/internal/source"
 	"github.com/chainguard-dev/image-request-bridge/internal/store"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
@@ -67,12 +67,6 @@ func BuildVersion() string {
 	return Version + "-" + rev[:min(len(rev), 12)] + dirty
 }
 
-// Checker is a component that can prove its credentials with one
-// authenticated call (`validate --online`, readiness).
-type Checker interface {
-	Check(ctx context.Context) error
-}
-
 // App is a wired bridge.
 type App struct {
 	Config  *config.Config
@@ -82,6 +76,9 @@ type App struct {
 	Engine  *isync.Engine
 	Log     zerolog.Logger
 
+	checks  map[string][]source.Check // by source name
+	lastErr map[string]*lastError     // by upstream
+
 	readyMu  stdsync.Mutex
 	readyAt  time.Time
 	readyErr error
@@ -89,7 +86,7 @@ type App struct {
 
 // Options adjust Build.
 type Options struct {
-	// Only limits the engine to one source ("servicenow", "jira"); "" = all enabled.
+	// Only limits the engine to one source, by name; "" = all enabled.
 	Only string
 	// Observer is passed to the engine.
 	Observer func(isync.Event)
@@ -97,26 +94,32 @@ type Options struct {
 	Metrics *metrics.Metrics
 }
 
-// Build opens the store, dials Chainguard and builds the enabled sources. It
-// makes no upstream call besides establishing the gRPC client (which is lazy).
+// Build opens the store, dials Chainguard and builds the enabled sources, in
+// registry order. It makes no upstream call besides establishing the gRPC
+// client (which is lazy).
 func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options) (*App, error) {
-	a := &App{Config: cfg, Log: log}
-	if o.Only != "" && o.Only != servicenow.Name && o.Only != jira.Name {
-		return nil, fmt.Errorf("unknown source %q: want servicenow or jira", o.Only)
+	a := &App{Config: cfg, Log: log, checks: map[string][]source.Check{}, lastErr: map[string]*lastError{}}
+	names := source.Names(cfg.Connectors())
+	if o.Only != "" && !slices.Contains(names, o.Only) {
+		return nil, fmt.Errorf("unknown source %q: want %s", o.Only, strings.Join(names, " or "))
 	}
-	if cfg.ServiceNow.Enabled && (o.Only == "" || o.Only == servicenow.Name) {
-		src, err := NewServiceNow(cfg.ServiceNow, log, wrapper(o.Metrics, servicenow.Name, cfg.ServiceNow.RateLimit), cfg.Policy.HasAuto())
+	for _, sc := range cfg.EnabledSources() {
+		name := sc.Name()
+		if o.Only != "" && o.Only != name {
+			continue
+		}
+		src, err := sc.Connector.Build(sc.Section, source.Deps{
+			Logger:        log,
+			WrapTransport: a.wrapper(o.Metrics, name, sc.Section.Settings().RateLimit),
+			ListAwaiting:  cfg.Policy.HasAuto(),
+		})
 		if err != nil {
 			return nil, err
 		}
 		a.Sources = append(a.Sources, src)
-	}
-	if cfg.Jira.Enabled && (o.Only == "" || o.Only == jira.Name) {
-		src, err := NewJira(cfg.Jira, log, wrapper(o.Metrics, jira.Name, cfg.Jira.RateLimit), cfg.Policy.HasAuto())
-		if err != nil {
-			return nil, err
+		if ch, ok := sc.Connector.(source.Checker); ok {
+			a.checks[name] = ch.Checks(src)
 		}
-		a.Sources = append(a.Sources, src)
 	}
 	if len(a.Sources) == 0 {
 		return nil, fmt.Errorf("no enabled source matches %q", o.Only)
@@ -149,7 +152,7 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 	// is not counted as upstream time.
 	var interceptors []grpc.UnaryClientInterceptor
 	if o.Metrics != nil {
-		interceptors = append(interceptors, o.Metrics.UnaryClientInterceptor("chainguard"))
+		interceptors = append(interceptors, o.Metrics.UnaryClientInterceptor(metrics.Chainguard))
 	}
 	interceptors = append(interceptors, limiter(cfg.Chainguard.RateLimit).UnaryClientInterceptor())
 	co.DialOptions = []grpc.DialOption{grpc.WithChainUnaryInterceptor(interceptors...)}
@@ -193,60 +196,6 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 	return a, nil
 }
 
-// NewServiceNow builds the ServiceNow source from its config section.
-// listAwaiting also lists requests awaiting approval, for policy tier auto.
-func NewServiceNow(c config.ServiceNow, log zerolog.Logger, wrap func(http.RoundTripper) http.RoundTripper, listAwaiting bool) (*servicenow.Source, error) {
-	return servicenow.New(servicenow.Options{
-		InstanceURL: c.InstanceURL,
-		Auth: servicenow.Auth{
-			Username:     c.Username,
-			Password:     c.Password,
-			ClientID:     c.OAuth.ClientID,
-			ClientSecret: c.OAuth.ClientSecret,
-			GrantType:    c.OAuth.GrantType,
-		},
-		CatalogItem:           c.CatalogItem,
-		ImageVariable:         c.Variables.Image,
-		JustificationVariable: c.Variables.Justification,
-		ExtraVariables:        c.Variables.Extra,
-		ClosedComplete:        c.States.ClosedComplete,
-		ClosedIncomplete:      c.States.ClosedIncomplete,
-		PageSize:              c.PageSize,
-		Timeout:               c.Timeout,
-		Logger:                log,
-		WrapTransport:         wrap,
-		ListAwaiting:          listAwaiting,
-	})
-}
-
-// NewJira builds the Jira source from its config section.
-// listAwaiting also lists requests awaiting approval (jira.awaiting_jql),
-// for policy tier auto.
-func NewJira(c config.Jira, log zerolog.Logger, wrap func(http.RoundTripper) http.RoundTripper, listAwaiting bool) (*jira.Source, error) {
-	awaiting := ""
-	if listAwaiting {
-		awaiting = c.AwaitingJQL
-	}
-	return jira.New(jira.Options{
-		AwaitingJQL:        awaiting,
-		URL:                c.URL,
-		Deployment:         c.Deployment,
-		Email:              c.Email,
-		APIToken:           c.APIToken,
-		JQL:                c.JQL,
-		ImageField:         c.Fields.Image,
-		JustificationField: c.Fields.Justification,
-		ExtraFields:        c.Fields.Extra,
-		DoneTransition:     c.Transitions.Done,
-		RejectedTransition: c.Transitions.Rejected,
-		ApproveTransition:  c.Transitions.Approve,
-		PageSize:           c.PageSize,
-		Timeout:            c.Timeout,
-		Logger:             log,
-		WrapTransport:      wrap,
-	})
-}
-
 // activePolicy returns p when it has rules or a non-default tier, else nil: no
 // policy section means "the ITSM approval is required", the plain behaviour.
 func activePolicy(p *policy.Policy) *policy.Policy {
@@ -257,10 +206,17 @@ func activePolicy(p *policy.Policy) *policy.Policy {
 }
 
 // wrapper returns the transport wrapper for upstream: the rate limiter, with
-// the metrics (when set) counting the calls that go out.
-func wrapper(m *metrics.Metrics, upstream string, rl config.RateLimit) func(http.RoundTripper) http.RoundTripper {
+// the metrics (when set) counting the calls that go out, and the last failed
+// call remembered for the readiness report.
+func (a *App) wrapper(m *metrics.Metrics, upstream string, rl config.RateLimit) func(http.RoundTripper) http.RoundTripper {
 	l := limiter(rl)
+	last := &lastError{}
+	a.lastErr[upstream] = last
 	return func(next http.RoundTripper) http.RoundTripper {
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		next = last.roundTripper(next)
 		if m != nil {
 			next = m.RoundTripper(upstream, next)
 		}
@@ -270,48 +226,6 @@ func wrapper(m *metrics.Metrics, upstream string, rl config.RateLimit) func(http
 
 func limiter(rl config.RateLimit) *ratelimit.Limiter {
 	return ratelimit.New(rl.RequestsPerSecond, rl.Burst, rl.Concurrency)
-}
-
-// Ready checks, at most every readyTTL, that the store answers and that every
-// enabled source and Chainguard accept the bridge's credentials. It is what
-// /readyz reports: a bridge that cannot authenticate is not ready.
-func (a *App) Ready(ctx context.Context) error {
-	a.readyMu.Lock()
-	defer a.readyMu.Unlock()
-	if time.Since(a.readyAt) < readyTTL {
-		return a.readyErr
-	}
-	var errs []error
-	if err := a.Store.Ping(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("state store: %w", err))
-	}
-	checks := a.Checks()
-	names := make([]string, 0, len(checks))
-	for n := range checks {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if err := checks[n].Check(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", n, err))
-		}
-	}
-	a.readyErr, a.readyAt = errors.Join(errs...), time.Now()
-	return a.readyErr
-}
-
-// readyTTL keeps probes from hammering the upstreams.
-const readyTTL = 2 * time.Second
-
-// Checks returns the components to check online, by name.
-func (a *App) Checks() map[string]Checker {
-	out := map[string]Checker{"chainguard": a.Prov}
-	for _, s := range a.Sources {
-		if c, ok := s.(Checker); ok {
-			out[s.Name()] = c
-		}
-	}
-	return out
 }
 
 // Close releases the store and the Chainguard connection.

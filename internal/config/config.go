@@ -13,9 +13,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/chainguard-dev/image-request-bridge/internal/policy"
-	"net"
-	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -23,7 +20,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/chainguard-dev/image-request-bridge/connectors"
+	"github.com/chainguard-dev/image-request-bridge/internal/policy"
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
+	"github.com/chainguard-dev/image-request-bridge/internal/source"
 )
 
 // Defaults.
@@ -40,16 +40,6 @@ const (
 	DefaultChainguardIssuer  = "https://issuer.enforce.dev"
 	DefaultProvision         = ProvisionAuto
 	DefaultRegistry          = "cgr.dev"
-	DefaultSchedule          = "@every 1m"
-	DefaultTimeout           = 30 * time.Second
-	DefaultServiceNowPage    = 100
-	DefaultJiraPage          = 50
-	DefaultImageVariable     = "image_name"
-	DefaultJustificationVar  = "justification"
-	DefaultClosedComplete    = "3"
-	DefaultClosedIncomplete  = "4"
-	DefaultTransitionDone    = "Done"
-	DefaultTransitionReject  = "Reject"
 	DefaultListen            = ":8080"
 	DefaultInstanceIDUnknown = "bridge"
 )
@@ -61,30 +51,18 @@ const (
 	ProvisionEntitlement = "entitlement"
 )
 
-// Jira deployments (jira.deployment).
-const (
-	DeploymentAuto       = "auto"
-	DeploymentCloud      = "cloud"
-	DeploymentDataCenter = "datacenter"
-)
-
-// ServiceNow OAuth grant types (servicenow.oauth.grant_type).
-const (
-	GrantPassword          = "password"
-	GrantClientCredentials = "client_credentials"
-)
-
-// Config is the whole configuration file.
+// Config is the whole configuration file. Each registered source
+// (connectors.Sources) has its section under the top-level key of its name,
+// between chainguard and server; Sources and Section return them.
 type Config struct {
 	Bridge     Bridge        `yaml:"bridge"`
 	Log        Log           `yaml:"log"`
 	State      State         `yaml:"state"`
 	Chainguard Chainguard    `yaml:"chainguard"`
-	ServiceNow ServiceNow    `yaml:"servicenow"`
-	Jira       Jira          `yaml:"jira"`
 	Server     Server        `yaml:"server"`
 	Policy     policy.Policy `yaml:"policy"`
 
+	sources  []SourceConfig  // every registered source, in registry order
 	file     string          // for error messages
 	lines    map[string]int  // key path -> line, for error messages
 	fromFile map[string]bool // secret key paths read from their *_file twin
@@ -165,139 +143,8 @@ type Chainguard struct {
 	RateLimit RateLimit `yaml:"rate_limit"`
 }
 
-// RateLimit paces the calls to one upstream: at most RequestsPerSecond
-// (bursts of Burst) with at most Concurrency in flight; a 429/503 with
-// Retry-After or X-RateLimit-Reset pauses the upstream. Zero values take the
-// section's defaults; a negative RequestsPerSecond means no rate limit.
-type RateLimit struct {
-	RequestsPerSecond float64 `yaml:"requests_per_second"`
-	Burst             int     `yaml:"burst"`
-	Concurrency       int     `yaml:"concurrency"`
-}
-
-func (r *RateLimit) defaults(rps float64, burst, concurrency int) {
-	if r.RequestsPerSecond == 0 {
-		r.RequestsPerSecond = rps
-	}
-	if r.Burst == 0 {
-		r.Burst = burst
-	}
-	if r.Concurrency == 0 {
-		r.Concurrency = concurrency
-	}
-}
-
-// ServiceNow configures the ServiceNow source.
-type ServiceNow struct {
-	Enabled           bool          `yaml:"enabled"`
-	InstanceURL       string        `yaml:"instance_url"`
-	Username          string        `yaml:"username,omitempty"`
-	Password          secret.Secret `yaml:"password,omitempty"`
-	PasswordFile      string        `yaml:"password_file,omitempty"`
-	OAuth             OAuth         `yaml:"oauth,omitempty"`
-	CatalogItem       string        `yaml:"catalog_item"` // sc_cat_item sys_id
-	Variables         Variables     `yaml:"variables"`
-	States            States        `yaml:"states"`
-	Schedule          string        `yaml:"schedule"`
-	PageSize          int           `yaml:"page_size"`
-	Timeout           time.Duration `yaml:"timeout"`
-	WebhookSecret     secret.Secret `yaml:"webhook_secret,omitempty"`
-	WebhookSecretFile string        `yaml:"webhook_secret_file,omitempty"`
-	// RateLimit paces calls to the instance (default 10/s, burst 5, 4 at once:
-	// inbound REST runs in a small per-node thread pool).
-	RateLimit RateLimit `yaml:"rate_limit"`
-}
-
-// UsesOAuth reports whether ServiceNow is reached with OAuth rather than basic
-// authentication.
-func (s ServiceNow) UsesOAuth() bool {
-	o := s.OAuth
-	return o.ClientID != "" || !o.ClientSecret.IsZero() || o.ClientSecretFile != "" || o.GrantType != ""
-}
-
-// OAuth configures ServiceNow OAuth (POST /oauth_token.do).
-type OAuth struct {
-	ClientID         string        `yaml:"client_id,omitempty"`
-	ClientSecret     secret.Secret `yaml:"client_secret,omitempty"`
-	ClientSecretFile string        `yaml:"client_secret_file,omitempty"`
-	GrantType        string        `yaml:"grant_type,omitempty"` // password | client_credentials
-}
-
-// Variables names the catalog item's variables the bridge reads.
-type Variables struct {
-	Image         string   `yaml:"image"`
-	Justification string   `yaml:"justification"`
-	Extra         []string `yaml:"extra,omitempty"`
-}
-
-// States are the sc_req_item state values the bridge closes tickets with.
-type States struct {
-	ClosedComplete   string `yaml:"closed_complete"`
-	ClosedIncomplete string `yaml:"closed_incomplete"`
-}
-
-// Jira configures the Jira source.
-type Jira struct {
-	Enabled           bool          `yaml:"enabled"`
-	URL               string        `yaml:"url"`
-	Deployment        string        `yaml:"deployment"` // cloud | datacenter | auto
-	Email             string        `yaml:"email,omitempty"`
-	APIToken          secret.Secret `yaml:"api_token,omitempty"`
-	APITokenFile      string        `yaml:"api_token_file,omitempty"`
-	JQL               string        `yaml:"jql"`
-	Fields            JiraFields    `yaml:"fields"`
-	Transitions       Transitions   `yaml:"transitions"`
-	Schedule          string        `yaml:"schedule"`
-	PageSize          int           `yaml:"page_size"`
-	Timeout           time.Duration `yaml:"timeout"`
-	WebhookSecret     secret.Secret `yaml:"webhook_secret,omitempty"`
-	WebhookSecretFile string        `yaml:"webhook_secret_file,omitempty"`
-	// AwaitingJQL selects requests still awaiting approval, for policy rules
-	// with tier auto (e.g. project = IMG AND status = "Waiting for approval").
-	AwaitingJQL string `yaml:"awaiting_jql,omitempty"`
-	// RateLimit paces calls to Jira (default 10/s, burst 5, 4 at once).
-	RateLimit RateLimit `yaml:"rate_limit"`
-}
-
-// IsCloud reports whether the Jira site is Jira Cloud: deployment cloud, or
-// auto with an Atlassian-hosted URL.
-func (j Jira) IsCloud() bool {
-	switch j.Deployment {
-	case DeploymentCloud:
-		return true
-	case DeploymentDataCenter:
-		return false
-	}
-	u, err := url.Parse(j.URL)
-	if err != nil {
-		return false
-	}
-	h := strings.ToLower(u.Hostname())
-	for _, suffix := range []string{".atlassian.net", ".jira.com", ".jira-dev.com"} {
-		if strings.HasSuffix(h, suffix) {
-			return true
-		}
-	}
-	return false
-}
-
-// JiraFields names the issue fields the bridge reads: a field's name as shown
-// in Jira, or its id (customfield_10050).
-type JiraFields struct {
-	Image         string   `yaml:"image"`
-	Justification string   `yaml:"justification"`
-	Extra         []string `yaml:"extra,omitempty"`
-}
-
-// Transitions name the workflow transitions (or target statuses) used to close
-// an issue.
-type Transitions struct {
-	Done     string `yaml:"done"`
-	Rejected string `yaml:"rejected"`
-	// Approve is taken first on an issue the auto policy tier serves while
-	// it still awaits approval (optional, e.g. "Approve").
-	Approve string `yaml:"approve,omitempty"`
-}
+// RateLimit paces the calls to one upstream (see source.RateLimit).
+type RateLimit = source.RateLimit
 
 // Server configures the HTTP server (webhooks, health, metrics).
 type Server struct {
@@ -324,7 +171,14 @@ func Load(path string) (*Config, error) {
 // validates. filename names the configuration in error messages. All
 // problems are returned together, joined.
 func Parse(data []byte, filename string) (*Config, error) {
-	return parse(data, filename, os.LookupEnv)
+	return parse(data, filename, os.LookupEnv, connectors.Sources)
+}
+
+// ParseWith is Parse with the sources conns instead of the registry
+// (connectors.Sources): each connector's section is read under the
+// top-level key of its name.
+func ParseWith(data []byte, filename string, conns []source.Connector) (*Config, error) {
+	return parse(data, filename, os.LookupEnv, conns)
 }
 
 // ApplyDefaults fills every unset key with its default.
@@ -365,37 +219,11 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&cg.Issuer, DefaultChainguardIssuer)
 	setDefault(&cg.Provision, DefaultProvision)
 	setDefault(&cg.Registry, DefaultRegistry)
-	cg.RateLimit.defaults(20, 10, 8)
+	cg.RateLimit.Defaults(20, 10, 8)
 
-	sn := &c.ServiceNow
-	if sn.UsesOAuth() {
-		setDefault(&sn.OAuth.GrantType, GrantClientCredentials)
+	for _, sc := range c.sources {
+		sc.Section.Defaults()
 	}
-	setDefault(&sn.Variables.Image, DefaultImageVariable)
-	setDefault(&sn.Variables.Justification, DefaultJustificationVar)
-	setDefault(&sn.States.ClosedComplete, DefaultClosedComplete)
-	setDefault(&sn.States.ClosedIncomplete, DefaultClosedIncomplete)
-	setDefault(&sn.Schedule, DefaultSchedule)
-	if sn.PageSize == 0 {
-		sn.PageSize = DefaultServiceNowPage
-	}
-	if sn.Timeout == 0 {
-		sn.Timeout = DefaultTimeout
-	}
-	sn.RateLimit.defaults(10, 5, 4)
-
-	j := &c.Jira
-	setDefault(&j.Deployment, DeploymentAuto)
-	setDefault(&j.Transitions.Done, DefaultTransitionDone)
-	setDefault(&j.Transitions.Rejected, DefaultTransitionReject)
-	setDefault(&j.Schedule, DefaultSchedule)
-	if j.PageSize == 0 {
-		j.PageSize = DefaultJiraPage
-	}
-	if j.Timeout == 0 {
-		j.Timeout = DefaultTimeout
-	}
-	j.RateLimit.defaults(10, 5, 4)
 
 	setDefault(&c.Server.Listen, DefaultListen)
 }
@@ -420,13 +248,19 @@ func defaultInstanceID() string {
 // both keys would read as the "set either, not both" mistake.
 func (c *Config) Redacted() string {
 	shown := *c
-	for _, r := range shown.secretRefs() {
+	refs := []secretRef{{"chainguard.token", &shown.Chainguard.Token, &shown.Chainguard.TokenFile}}
+	sections := make([]source.Section, len(c.sources))
+	for i, s := range c.sources {
+		sections[i] = copySection(s)
+		refs = append(refs, sectionRefs(s.Name(), sections[i])...)
+	}
+	for _, r := range refs {
 		if c.fromFile[r.path] {
 			*r.val = secret.Secret{}
 		}
 	}
 	var node yaml.Node
-	if err := node.Encode(&shown); err != nil {
+	if err := node.Encode(shown.toFile(sections).Interface()); err != nil {
 		// Only reachable through a programming error; never echo values.
 		return "# the configuration cannot be rendered\n"
 	}
@@ -465,13 +299,4 @@ func ShortDuration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
-}
-
-// isLoopback reports whether host is a loopback name or address.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -12,6 +12,10 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/chainguard-dev/image-request-bridge/connectors"
+	"github.com/chainguard-dev/image-request-bridge/connectors/jira"
+	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
 )
 
 // Values that must never appear in an error message or in Redacted output.
@@ -46,7 +50,7 @@ func parseWith(t *testing.T, yml string, env map[string]string) (*Config, error)
 	if env == nil {
 		env = testEnv
 	}
-	return parse([]byte(yml), "config.yaml", lookup(env))
+	return parse([]byte(yml), "config.yaml", lookup(env), connectors.Sources)
 }
 
 func mustParse(t *testing.T, yml string) *Config {
@@ -112,19 +116,19 @@ func TestMinimalDefaults(t *testing.T) {
 		{"provision", c.Chainguard.Provision, "auto"},
 		{"registry", c.Chainguard.Registry, "cgr.dev"},
 		{"token", c.Chainguard.Token.Reveal(), cgToken},
-		{"password", c.ServiceNow.Password.Reveal(), snPassword},
-		{"variables.image", c.ServiceNow.Variables.Image, "image_name"},
-		{"variables.justification", c.ServiceNow.Variables.Justification, "justification"},
-		{"closed_complete", c.ServiceNow.States.ClosedComplete, "3"},
-		{"closed_incomplete", c.ServiceNow.States.ClosedIncomplete, "4"},
-		{"sn.schedule", c.ServiceNow.Schedule, "@every 1m"},
-		{"sn.page_size", c.ServiceNow.PageSize, 100},
-		{"sn.timeout", c.ServiceNow.Timeout, 30 * time.Second},
-		{"sn.oauth", c.ServiceNow.UsesOAuth(), false},
-		{"jira.deployment", c.Jira.Deployment, "auto"},
-		{"jira.done", c.Jira.Transitions.Done, "Done"},
-		{"jira.rejected", c.Jira.Transitions.Rejected, "Reject"},
-		{"jira.page_size", c.Jira.PageSize, 50},
+		{"password", sn(c).Password.Reveal(), snPassword},
+		{"variables.image", sn(c).Variables.Image, "image_name"},
+		{"variables.justification", sn(c).Variables.Justification, "justification"},
+		{"closed_complete", sn(c).States.ClosedComplete, "3"},
+		{"closed_incomplete", sn(c).States.ClosedIncomplete, "4"},
+		{"sn.schedule", sn(c).Schedule, "@every 1m"},
+		{"sn.page_size", sn(c).PageSize, 100},
+		{"sn.timeout", sn(c).Timeout, 30 * time.Second},
+		{"sn.oauth", sn(c).UsesOAuth(), false},
+		{"jira.deployment", jr(c).Deployment, "auto"},
+		{"jira.done", jr(c).Transitions.Done, "Done"},
+		{"jira.rejected", jr(c).Transitions.Rejected, "Reject"},
+		{"jira.page_size", jr(c).PageSize, 50},
 		{"listen", c.Server.Listen, ":8080"},
 	}
 	for _, ch := range checks {
@@ -142,18 +146,18 @@ func TestExampleLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config.example.yaml does not load:\n%v", err)
 	}
-	if !c.ServiceNow.Enabled || !c.Jira.Enabled {
+	if !sn(c).Enabled || !jr(c).Enabled {
 		t.Error("the example should enable both sources")
 	}
-	if c.Chainguard.Token.Reveal() != cgToken || c.Jira.APIToken.Reveal() != jiraToken ||
-		c.ServiceNow.OAuth.ClientSecret.Reveal() != snClient || c.ServiceNow.WebhookSecret.Reveal() != snWebhook ||
-		c.Jira.WebhookSecret.Reveal() != jiraWebhook || c.ServiceNow.Password.Reveal() != snPassword {
+	if c.Chainguard.Token.Reveal() != cgToken || jr(c).APIToken.Reveal() != jiraToken ||
+		sn(c).OAuth.ClientSecret.Reveal() != snClient || sn(c).WebhookSecret.Reveal() != snWebhook ||
+		jr(c).WebhookSecret.Reveal() != jiraWebhook || sn(c).Password.Reveal() != snPassword {
 		t.Error("secrets were not expanded from the environment")
 	}
-	if got := c.ServiceNow.Variables.Extra; !reflect.DeepEqual(got, []string{"team", "environment"}) {
+	if got := sn(c).Variables.Extra; !reflect.DeepEqual(got, []string{"team", "environment"}) {
 		t.Errorf("variables.extra = %q", got)
 	}
-	if !c.Jira.IsCloud() {
+	if !jr(c).IsCloud() {
 		t.Error("example jira should be cloud")
 	}
 	if r := c.Redacted(); strings.Contains(r, secretMarker) {
@@ -262,19 +266,19 @@ func TestEnvExpansion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ServiceNow.InstanceURL != "https://example.service-now.com" {
-		t.Errorf("instance_url = %q", c.ServiceNow.InstanceURL)
+	if sn(c).InstanceURL != "https://example.service-now.com" {
+		t.Errorf("instance_url = %q", sn(c).InstanceURL)
 	}
-	if c.ServiceNow.PageSize != 250 {
-		t.Errorf("page_size = %d", c.ServiceNow.PageSize)
+	if sn(c).PageSize != 250 {
+		t.Errorf("page_size = %d", sn(c).PageSize)
 	}
 	// The environment value is taken verbatim: "$$" in it is not an escape,
 	// and YAML syntax in it stays text.
-	if got := c.ServiceNow.Password.Reveal(); got != env["SERVICENOW_PASSWORD"] {
+	if got := sn(c).Password.Reveal(); got != env["SERVICENOW_PASSWORD"] {
 		t.Errorf("password = %q", got)
 	}
-	if want := "u-$-${HOST}-$HOST-" + env["INJECT"]; c.ServiceNow.Username != want {
-		t.Errorf("username = %q, want %q", c.ServiceNow.Username, want)
+	if want := "u-$-${HOST}-$HOST-" + env["INJECT"]; sn(c).Username != want {
+		t.Errorf("username = %q, want %q", sn(c).Username, want)
 	}
 	if c.Log.Level != "info" {
 		t.Errorf("an environment value injected YAML structure: log.level = %q", c.Log.Level)
@@ -331,12 +335,12 @@ func TestSecretFiles(t *testing.T) {
 	if c.Chainguard.Token.Reveal() != cgToken {
 		t.Errorf("token = %q", c.Chainguard.Token.Reveal())
 	}
-	if c.ServiceNow.Password.Reveal() != snPassword {
-		t.Errorf("password = %q", c.ServiceNow.Password.Reveal())
+	if sn(c).Password.Reveal() != snPassword {
+		t.Errorf("password = %q", sn(c).Password.Reveal())
 	}
 	// Only one trailing newline is removed.
-	if c.ServiceNow.WebhookSecret.Reveal() != snWebhook+"\n" {
-		t.Errorf("webhook_secret = %q", c.ServiceNow.WebhookSecret.Reveal())
+	if sn(c).WebhookSecret.Reveal() != snWebhook+"\n" {
+		t.Errorf("webhook_secret = %q", sn(c).WebhookSecret.Reveal())
 	}
 
 	// Missing, empty, directory, both set.
@@ -487,10 +491,10 @@ func TestServiceNowAuth(t *testing.T) {
 	oauthCC := strings.Replace(minimal, "  username: svc\n  password: ${SERVICENOW_PASSWORD}\n",
 		"  oauth:\n    client_id: abc\n    client_secret: ${SERVICENOW_CLIENT_SECRET}\n", 1)
 	c := mustParse(t, oauthCC)
-	if !c.ServiceNow.UsesOAuth() || c.ServiceNow.OAuth.GrantType != GrantClientCredentials {
-		t.Errorf("oauth = %+v", c.ServiceNow.OAuth)
+	if !sn(c).UsesOAuth() || sn(c).OAuth.GrantType != servicenow.GrantClientCredentials {
+		t.Errorf("oauth = %+v", sn(c).OAuth)
 	}
-	if c.ServiceNow.OAuth.ClientSecret.Reveal() != snClient {
+	if sn(c).OAuth.ClientSecret.Reveal() != snClient {
 		t.Error("client_secret not read")
 	}
 	mustFail(t, strings.Replace(oauthCC, "    client_id: abc\n", "", 1), nil, "servicenow.oauth.client_id: required")
@@ -514,13 +518,13 @@ jira:
 `
 	mustFail(t, strings.Replace(base, "URL", "https://example.atlassian.net", 1), nil, "jira.email: required on Jira Cloud")
 	c := mustParse(t, strings.Replace(base, "URL", "https://jira.example.com/jira", 1))
-	if c.Jira.IsCloud() {
+	if jr(c).IsCloud() {
 		t.Error("auto deployment on a private host should be Data Center")
 	}
 	mustFail(t, strings.Replace(base, "URL", "https://jira.example.com", 1)+"  deployment: cloud\n", nil, "jira.email: required")
 	c = mustParse(t, strings.Replace(base, "URL", "https://example.atlassian.net", 1)+"  email: bot@example.com\n")
-	if !c.Jira.IsCloud() || c.Jira.APIToken.Reveal() != jiraToken {
-		t.Errorf("jira = %+v", c.Jira)
+	if !jr(c).IsCloud() || jr(c).APIToken.Reveal() != jiraToken {
+		t.Errorf("jira = %+v", jr(c))
 	}
 }
 
@@ -582,8 +586,8 @@ jira:
   page_size: 30
 `
 	c := mustParse(t, yml)
-	if c.Jira.Schedule != "@every 5m" || c.Jira.Timeout != 20*time.Second || c.Jira.PageSize != 30 {
-		t.Errorf("jira = %+v", c.Jira)
+	if jr(c).Schedule != "@every 5m" || jr(c).Timeout != 20*time.Second || jr(c).PageSize != 30 {
+		t.Errorf("jira = %+v", jr(c))
 	}
 	mustFail(t, minimal+"jira:\n  <<: {colour: red}\n", nil, `unknown key "colour" in jira`)
 }
@@ -657,7 +661,7 @@ func TestRedacted(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Redacted output does not parse: %v\n%s", err, r)
 	}
-	if back.Bridge.Lease != c.Bridge.Lease || back.ServiceNow.CatalogItem != c.ServiceNow.CatalogItem {
+	if back.Bridge.Lease != c.Bridge.Lease || sn(back).CatalogItem != sn(c).CatalogItem {
 		t.Error("Redacted output differs")
 	}
 }
@@ -765,7 +769,7 @@ func TestAliasExpansionWithinLimit(t *testing.T) {
 		fmt.Fprintf(&b, "      - v%d\n", i)
 	}
 	c = mustParse(t, b.String())
-	if n := len(c.ServiceNow.Variables.Extra); n != 3*maxExpansions {
+	if n := len(sn(c).Variables.Extra); n != 3*maxExpansions {
 		t.Errorf("%d extra variables, want %d", n, 3*maxExpansions)
 	}
 	// Aliases and merges spread over sections still work.
@@ -783,9 +787,9 @@ jira:
   page_size: *ps
 bridge: {<<: [{lease: 2m}, {lease: 3m, concurrency: 2}]}
 `)
-	if c.Jira.Timeout != 40*time.Second || c.Jira.PageSize != 20 || c.Jira.Fields.Image != "img" ||
-		!reflect.DeepEqual(c.Jira.Fields.Extra, []string{"team", "env"}) || c.Bridge.Lease != 2*time.Minute || c.Bridge.Concurrency != 2 {
-		t.Errorf("aliases and merges not applied: jira %+v, bridge %+v", c.Jira, c.Bridge)
+	if jr(c).Timeout != 40*time.Second || jr(c).PageSize != 20 || jr(c).Fields.Image != "img" ||
+		!reflect.DeepEqual(jr(c).Fields.Extra, []string{"team", "env"}) || c.Bridge.Lease != 2*time.Minute || c.Bridge.Concurrency != 2 {
+		t.Errorf("aliases and merges not applied: jira %+v, bridge %+v", jr(c), c.Bridge)
 	}
 }
 
@@ -840,8 +844,8 @@ func fromFile(t *testing.T, key, file string) string {
 // TestSecretKeysComplete keeps secretKeys in step with the secret keys the
 // configuration has.
 func TestSecretKeysComplete(t *testing.T) {
-	c := &Config{}
-	c.ServiceNow.Enabled, c.Jira.Enabled = true, true
+	c := WithSources()
+	sn(c).Enabled, jr(c).Enabled = true, true
 	var got []string
 	for _, r := range c.secretRefs() {
 		got = append(got, r.path)
@@ -933,3 +937,7 @@ func TestShortDuration(t *testing.T) {
 		}
 	}
 }
+
+// sn and jr return the sections of the two registered sources.
+func sn(c *Config) *servicenow.Config { return c.Section(servicenow.Name).(*servicenow.Config) }
+func jr(c *Config) *jira.Config       { return c.Section(jira.Name).(*jira.Config) }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/chainguard-dev/image-request-bridge/connectors"
 )
 
 const testIdentity = "0123456789abcdef0123456789abcdef01234567/89abcdef01234567"
@@ -20,7 +22,7 @@ func TestChainguardIdentity(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "oidc"), []byte("oidc-5ecr3t\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := parse([]byte(withCredential("identity: "+testIdentity, "identity_token_file: oidc")), filepath.Join(dir, "config.yaml"), lookup(testEnv))
+	c, err := parse([]byte(withCredential("identity: "+testIdentity, "identity_token_file: oidc")), filepath.Join(dir, "config.yaml"), lookup(testEnv), connectors.Sources)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +46,7 @@ func TestChainguardTokenFileKeepsPath(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(cgToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := parse([]byte(withCredential("token_file: token")), filepath.Join(dir, "config.yaml"), lookup(testEnv))
+	c, err := parse([]byte(withCredential("token_file: token")), filepath.Join(dir, "config.yaml"), lookup(testEnv), connectors.Sources)
 	if err != nil {
 		t.Fatal(err)
 	}

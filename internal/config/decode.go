@@ -20,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
+	"github.com/chainguard-dev/image-request-bridge/internal/source"
 )
 
 // FieldError is one configuration problem. Its text names the file, the line
@@ -90,7 +91,7 @@ func (d *decoder) fail(line int, path, format string, args ...any) {
 	}
 }
 
-func parse(data []byte, filename string, lookup func(string) (string, bool)) (*Config, error) {
+func parse(data []byte, filename string, lookup func(string) (string, bool), conns []source.Connector) (*Config, error) {
 	d := &decoder{
 		file:   filename,
 		lookup: lookup,
@@ -98,7 +99,7 @@ func parse(data []byte, filename string, lookup func(string) (string, bool)) (*C
 		seen:   map[*yaml.Node]bool{},
 		failed: map[string]bool{},
 	}
-	cfg := &Config{file: filename, lines: d.lines}
+	cfg := &Config{file: filename, lines: d.lines, sources: newSources(conns)}
 
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -128,23 +129,28 @@ func parse(data []byte, filename string, lookup func(string) (string, bool)) (*C
 	}
 
 	d.budget = countNodes(root) + maxExpansions
-	d.walk(root, reflect.TypeOf(Config{}), "", 0)
+	ft := fileType(cfg.sources)
+	d.walk(root, ft, "", 0)
 	if d.exhausted {
 		// Everything else found is noise from the same expansion, and
 		// yaml's own decoder would repeat it.
 		return nil, &FieldError{File: filename, Msg: fmt.Sprintf(
 			"too many aliases/merges expanded (limit %d): every alias and merge key (<<) expands its anchor again, so nested anchors multiply; write the values out or use fewer levels of anchors", maxExpansions)}
 	}
-	if err := root.Decode(cfg); err != nil {
+	fv := reflect.New(ft)
+	if err := root.Decode(fv.Interface()); err != nil {
 		d.decodeError(err)
 	}
+	cfg.fromFileValue(fv.Elem())
 
 	// Unset variables only matter in sections that are in use: a shared config
 	// may name ${JIRA_API_TOKEN} while this deployment runs ServiceNow only.
+envErrs:
 	for _, e := range d.envErrs {
-		if (!cfg.ServiceNow.Enabled && inSection(e.Path, "servicenow")) ||
-			(!cfg.Jira.Enabled && inSection(e.Path, "jira")) {
-			continue
+		for _, s := range cfg.sources {
+			if !s.Enabled() && inSection(e.Path, s.Name()) {
+				continue envErrs
+			}
 		}
 		d.errs = append(d.errs, e)
 		d.failed[e.Path] = true
@@ -618,20 +624,19 @@ func (c *Config) secretRefs() []secretRef {
 	refs := []secretRef{
 		{"chainguard.token", &c.Chainguard.Token, &c.Chainguard.TokenFile},
 	}
-	if c.ServiceNow.Enabled {
-		sn := &c.ServiceNow
-		refs = append(refs,
-			secretRef{"servicenow.password", &sn.Password, &sn.PasswordFile},
-			secretRef{"servicenow.oauth.client_secret", &sn.OAuth.ClientSecret, &sn.OAuth.ClientSecretFile},
-			secretRef{"servicenow.webhook_secret", &sn.WebhookSecret, &sn.WebhookSecretFile},
-		)
+	for _, s := range c.sources {
+		if s.Enabled() {
+			refs = append(refs, sectionRefs(s.Name(), s.Section)...)
+		}
 	}
-	if c.Jira.Enabled {
-		j := &c.Jira
-		refs = append(refs,
-			secretRef{"jira.api_token", &j.APIToken, &j.APITokenFile},
-			secretRef{"jira.webhook_secret", &j.WebhookSecret, &j.WebhookSecretFile},
-		)
+	return refs
+}
+
+// sectionRefs returns the secret keys of the section of source name.
+func sectionRefs(name string, sec source.Section) []secretRef {
+	var refs []secretRef
+	for _, r := range sec.Secrets() {
+		refs = append(refs, secretRef{name + "." + r.Key, r.Value, r.File})
 	}
 	return refs
 }

@@ -10,20 +10,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
-
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
+	"github.com/chainguard-dev/image-request-bridge/internal/source"
 )
 
 var (
-	orgIDPattern       = regexp.MustCompile(`^[0-9a-f]{40}$`)
-	orgNamePattern     = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*$`)
-	registryPattern    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?$`)
-	sysIDPattern       = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	variablePattern    = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
-	statePattern       = regexp.MustCompile(`^-?[0-9]+$`)
-	instanceIDPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
-	customFieldPattern = regexp.MustCompile(`^customfield_[0-9]+$`)
+	orgIDPattern      = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	orgNamePattern    = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*$`)
+	registryPattern   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?$`)
+	instanceIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
 )
 
 // Validate checks the configuration and returns every problem at once, joined;
@@ -61,14 +56,17 @@ func (c *Config) problems() []*FieldError {
 	k.log()
 	k.state()
 	k.chainguard()
-	if !c.ServiceNow.Enabled && !c.Jira.Enabled {
-		k.add("", "no source is enabled: set servicenow.enabled or jira.enabled to true")
+	if len(c.EnabledSources()) == 0 {
+		keys := make([]string, len(c.sources))
+		for i, s := range c.sources {
+			keys[i] = s.Name() + ".enabled"
+		}
+		k.add("", "no source is enabled: set %s to true", strings.Join(keys, " or "))
 	}
-	if c.ServiceNow.Enabled {
-		k.serviceNow()
-	}
-	if c.Jira.Enabled {
-		k.jira()
+	for _, s := range c.EnabledSources() {
+		p := source.NewProblems(s.Name())
+		s.Section.Validate(p)
+		k.addAll(p)
 	}
 	k.server()
 	if err := c.Policy.Validate(); err != nil {
@@ -93,16 +91,9 @@ func (k *checker) bridge() {
 	// twice the longest source timeout.
 	const why = "each upstream call must finish well within the lease so a second bridge never takes over a ticket in flight"
 	longest, longestPath := time.Duration(0), ""
-	for _, src := range []struct {
-		on   bool
-		path string
-		d    time.Duration
-	}{
-		{k.c.ServiceNow.Enabled, "servicenow.timeout", k.c.ServiceNow.Timeout},
-		{k.c.Jira.Enabled, "jira.timeout", k.c.Jira.Timeout},
-	} {
-		if src.on && src.d > longest {
-			longest, longestPath = src.d, src.path
+	for _, src := range k.c.EnabledSources() {
+		if d := src.Section.Settings().Timeout; d > longest {
+			longest, longestPath = d, src.Name()+".timeout"
 		}
 	}
 	switch {
@@ -217,106 +208,6 @@ func (k *checker) chainguardCredential() {
 	}
 }
 
-func (k *checker) serviceNow() {
-	sn := k.c.ServiceNow
-	k.url("servicenow.instance_url", sn.InstanceURL)
-	switch {
-	case sn.CatalogItem == "":
-		k.add("servicenow.catalog_item", "required: the sys_id of the image-request catalog item (32 lowercase hex)")
-	case !sysIDPattern.MatchString(sn.CatalogItem):
-		k.add("servicenow.catalog_item", "must be a sys_id: 32 lowercase hex characters (open the catalog item, right-click the header, Copy sys_id)")
-	}
-
-	if sn.UsesOAuth() {
-		o := sn.OAuth
-		if o.ClientID == "" {
-			k.add("servicenow.oauth.client_id", "required with OAuth (System OAuth > Application Registry)")
-		}
-		k.secret("servicenow.oauth.client_secret", o.ClientSecret)
-		switch o.GrantType {
-		case GrantPassword:
-			if sn.Username == "" {
-				k.add("servicenow.username", "required with oauth.grant_type password")
-			}
-			k.secret("servicenow.password", sn.Password)
-		case GrantClientCredentials:
-			if sn.Username != "" || !sn.Password.IsZero() || sn.PasswordFile != "" {
-				k.add("servicenow.username", "not used with oauth.grant_type client_credentials: remove username and password, or set grant_type: password")
-			}
-		default:
-			k.add("servicenow.oauth.grant_type", "must be one of: %s, %s", GrantPassword, GrantClientCredentials)
-		}
-	} else {
-		if sn.Username == "" && sn.Password.IsZero() {
-			k.add("servicenow.password", "required: set username and password (basic authentication), or oauth.client_id and oauth.client_secret (OAuth)")
-		} else {
-			if sn.Username == "" {
-				k.add("servicenow.username", "required with password")
-			}
-			k.secret("servicenow.password", sn.Password)
-		}
-	}
-
-	names := map[string]string{}
-	k.variable("servicenow.variables.image", sn.Variables.Image, names)
-	k.variable("servicenow.variables.justification", sn.Variables.Justification, names)
-	for i, v := range sn.Variables.Extra {
-		k.variable(fmt.Sprintf("servicenow.variables.extra[%d]", i), v, names)
-	}
-
-	for _, s := range []struct{ path, v string }{
-		{"servicenow.states.closed_complete", sn.States.ClosedComplete},
-		{"servicenow.states.closed_incomplete", sn.States.ClosedIncomplete},
-	} {
-		if !statePattern.MatchString(s.v) {
-			k.add(s.path, "must be the numeric value of a sc_req_item state choice, such as \"3\"")
-		}
-	}
-	if sn.States.ClosedComplete != "" && sn.States.ClosedComplete == sn.States.ClosedIncomplete {
-		k.add("servicenow.states.closed_incomplete", "must differ from closed_complete")
-	}
-	k.schedule("servicenow.schedule", sn.Schedule)
-	k.between("servicenow.page_size", sn.PageSize, 1, 1000)
-	k.positive("servicenow.timeout", sn.Timeout)
-}
-
-func (k *checker) jira() {
-	j := k.c.Jira
-	k.url("jira.url", j.URL)
-	k.oneOf("jira.deployment", j.Deployment, DeploymentAuto, DeploymentCloud, DeploymentDataCenter)
-	if j.IsCloud() {
-		switch {
-		case j.Email == "":
-			k.add("jira.email", "required on Jira Cloud: the Atlassian account email the API token belongs to")
-		case !strings.Contains(j.Email, "@"):
-			k.add("jira.email", "must be an email address")
-		}
-	}
-	k.secret("jira.api_token", j.APIToken)
-	k.token("jira.api_token", j.APIToken)
-	if strings.TrimSpace(j.JQL) == "" {
-		k.add("jira.jql", "required: the JQL that finds approved image requests, such as project = IMG AND status = Approved")
-	}
-	seen := map[string]string{}
-	k.field("jira.fields.image", j.Fields.Image, seen)
-	k.field("jira.fields.justification", j.Fields.Justification, seen)
-	for i, f := range j.Fields.Extra {
-		k.field(fmt.Sprintf("jira.fields.extra[%d]", i), f, seen)
-	}
-	if strings.TrimSpace(j.Transitions.Done) == "" {
-		k.add("jira.transitions.done", "required: the transition (or status) name that closes a served request")
-	}
-	if strings.TrimSpace(j.Transitions.Rejected) == "" {
-		k.add("jira.transitions.rejected", "required: the transition (or status) name that closes a rejected request")
-	}
-	if j.Transitions.Done != "" && strings.EqualFold(j.Transitions.Done, j.Transitions.Rejected) {
-		k.add("jira.transitions.rejected", "must differ from transitions.done")
-	}
-	k.schedule("jira.schedule", j.Schedule)
-	k.between("jira.page_size", j.PageSize, 1, 1000)
-	k.positive("jira.timeout", j.Timeout)
-}
-
 func (k *checker) server() {
 	_, port, err := net.SplitHostPort(k.c.Server.Listen)
 	if err != nil {
@@ -328,115 +219,31 @@ func (k *checker) server() {
 	}
 }
 
-func (k *checker) oneOf(path, v string, allowed ...string) {
-	for _, a := range allowed {
-		if v == a {
-			return
-		}
+// addAll adds the problems p collected.
+func (k *checker) addAll(p *source.Problems) {
+	for _, e := range p.List() {
+		k.add(e.Path, "%s", e.Msg)
 	}
-	k.add(path, "must be one of: %s", strings.Join(allowed, ", "))
 }
 
-// url checks an absolute http(s) URL; it reports whether the URL is usable.
-// Problems never quote the URL: it might hold a credential.
+// Helpers shared with the sources' sections (source.Problems), for the
+// keys at the top level.
+
+func (k *checker) oneOf(path, v string, allowed ...string) {
+	p := source.NewProblems("")
+	p.OneOf(path, v, allowed...)
+	k.addAll(p)
+}
+
 func (k *checker) url(path, raw string) bool {
-	if raw == "" {
-		k.add(path, "required")
-		return false
-	}
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
-		k.add(path, "must be an absolute URL such as https://example.com")
-		return false
-	}
-	ok := true
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			k.add(path, "must have a port number between 1 and 65535")
-			ok = false
-		}
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "https":
-	case "http":
-		if !isLoopback(u.Hostname()) {
-			k.add(path, "must be an https URL (http allowed only for loopback)")
-			ok = false
-		}
-	default:
-		k.add(path, "must be an https URL (http allowed only for loopback)")
-		ok = false
-	}
-	if u.User != nil {
-		k.add(path, "must not contain a user name or password; use the credential keys")
-		ok = false
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		k.add(path, "must not contain a query (?) or fragment (#)")
-		ok = false
-	}
+	p := source.NewProblems("")
+	ok := p.URL(path, raw)
+	k.addAll(p)
 	return ok
 }
 
-func (k *checker) secret(path string, s secret.Secret) {
-	if s.IsZero() {
-		k.add(path, "required: set %s, or %s_file to a file holding it", path, path)
-		return
-	}
-}
-
-// token checks an API token's shape: tokens never hold line breaks or
-// surrounding spaces, which a stray newline in a file or variable adds.
 func (k *checker) token(path string, s secret.Secret) {
-	v := s.Reveal()
-	if v != strings.TrimSpace(v) || strings.ContainsAny(v, "\r\n") {
-		k.add(path, "must not start or end with spaces or contain line breaks (check the variable or file that sets it)")
-	}
-}
-
-func (k *checker) variable(path, name string, seen map[string]string) {
-	if !variablePattern.MatchString(name) {
-		k.add(path, "must be a catalog variable name: letters, digits and _ (Maintain Items > the item > Variables > Name)")
-		return
-	}
-	if first, dup := seen[name]; dup {
-		k.add(path, "names the same variable as %s", first)
-		return
-	}
-	seen[name] = path
-}
-
-func (k *checker) field(path, name string, seen map[string]string) {
-	switch {
-	case strings.TrimSpace(name) == "":
-		k.add(path, "required: the field's name as shown in Jira, or its id such as customfield_10050")
-		return
-	case strings.HasPrefix(strings.ToLower(name), "customfield") && !customFieldPattern.MatchString(name):
-		k.add(path, "a field id must look like customfield_10050")
-		return
-	}
-	key := strings.ToLower(name)
-	if first, dup := seen[key]; dup {
-		k.add(path, "names the same field as %s", first)
-		return
-	}
-	seen[key] = path
-}
-
-func (k *checker) schedule(path, spec string) {
-	if _, err := cron.ParseStandard(spec); err != nil {
-		k.add(path, "must be a cron expression with 5 fields (\"*/5 * * * *\") or a descriptor such as @every 1m or @hourly")
-	}
-}
-
-func (k *checker) between(path string, v, lo, hi int) {
-	if v < lo || v > hi {
-		k.add(path, "must be between %d and %d", lo, hi)
-	}
-}
-
-func (k *checker) positive(path string, d time.Duration) {
-	if d <= 0 {
-		k.add(path, "must be a positive duration")
-	}
+	p := source.NewProblems("")
+	p.Token(path, s)
+	k.addAll(p)
 }

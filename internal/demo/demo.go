@@ -16,6 +16,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/chainguard-dev/image-request-bridge/connectors/jira"
+	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
 	"github.com/chainguard-dev/image-request-bridge/internal/app"
 	"github.com/chainguard-dev/image-request-bridge/internal/config"
 	cgfake "github.com/chainguard-dev/image-request-bridge/internal/fake/chainguard"
@@ -148,7 +150,7 @@ func Run(ctx context.Context, o Options) error {
 	fmt.Fprintln(tw, "TICKET\tREQUESTED IMAGE\tSCENARIO\tRITM STATE\tBRIDGE\tCLOSE NOTES")
 	for i, r := range ritms {
 		cur, _ := sn.RITM(r.SysID)
-		rec, err := a.Store.Get(ctx, "servicenow", r.SysID)
+		rec, err := a.Store.Get(ctx, servicenow.Name, r.SysID)
 		bridge := "not touched"
 		if err == nil {
 			bridge = string(rec.State)
@@ -162,7 +164,7 @@ func Run(ctx context.Context, o Options) error {
 	fmt.Fprintln(tw, "ISSUE\tIMAGE NAME\tSCENARIO\tSTATUS\tRESOLUTION\tBRIDGE")
 	for i, is := range issues {
 		cur, _ := jf.Issue(is.Key)
-		rec, err := a.Store.Get(ctx, "jira", is.ID)
+		rec, err := a.Store.Get(ctx, jira.Name, is.ID)
 		bridge := "not touched"
 		if err == nil {
 			bridge = string(rec.State)

@@ -26,15 +26,9 @@ import (
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
 
-// Known label values, pre-created so their series exist at 0.
-var (
-	// Sources are the ticket sources.
-	Sources = []string{"servicenow", "jira"}
-	// Upstreams are the services the bridge calls.
-	Upstreams = []string{"servicenow", "jira", "chainguard"}
-	// Endpoints are the webhook and event endpoints of the HTTP server.
-	Endpoints = []string{"servicenow", "jira", "chainguard"}
-)
+// Chainguard is the upstream and event endpoint every bridge has; the
+// sources' names come from the registry (see New).
+const Chainguard = "chainguard"
 
 // Webhook delivery results.
 const (
@@ -94,8 +88,11 @@ type Metrics struct {
 	blocked    atomic.Pointer[func() int]
 }
 
-// New builds the metrics in a fresh registry.
-func New() *Metrics {
+// New builds the metrics in a fresh registry. sources names the enabled
+// sources: their per-source, upstream and webhook series are created at 0
+// (with Chainguard's), so that dashboards and alerts see them before the
+// first event; a source not named gets no series until it is used.
+func New(sources ...string) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.tickets = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bridge_tickets_total",
@@ -133,20 +130,19 @@ func New() *Metrics {
 
 	m.reg.MustRegister(m.tickets, m.provisioning, m.upRequests, m.upErrors, m.lastPoll, m.webhooks, queue, blocked)
 
-	for _, s := range Sources {
+	for _, s := range sources {
 		for _, d := range decisions {
 			m.tickets.WithLabelValues(s, string(d))
 		}
 		m.lastPoll.WithLabelValues(s)
 	}
-	for _, u := range Upstreams {
+	// Each source is an upstream and a webhook endpoint; so is Chainguard.
+	for _, u := range append(sources[:len(sources):len(sources)], Chainguard) {
 		for _, r := range Reasons {
 			m.upErrors.WithLabelValues(u, r)
 		}
-	}
-	for _, e := range Endpoints {
 		for _, r := range Results {
-			m.webhooks.WithLabelValues(e, r)
+			m.webhooks.WithLabelValues(u, r)
 		}
 	}
 	return m

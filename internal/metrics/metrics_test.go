@@ -19,8 +19,15 @@ import (
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
 
+// testSources are the names the tests give New, as the bridge gives the
+// enabled sources of the registry.
+var testSources = []string{"servicenow", "jira"}
+
 func TestPrecreatedSeries(t *testing.T) {
-	m := New()
+	m := New(testSources...)
+	Sources := testSources
+	Upstreams := append(testSources[:2:2], Chainguard)
+	Endpoints := Upstreams
 	for _, s := range Sources {
 		for _, d := range decisions {
 			if got := testutil.ToFloat64(m.tickets.WithLabelValues(s, string(d))); got != 0 {
@@ -54,7 +61,7 @@ bridge_tickets_blocked 0
 }
 
 func TestObserve(t *testing.T) {
-	m := New()
+	m := New(testSources...)
 	m.Observe(isync.Event{Source: "jira", TicketID: "10482", Decision: isync.DecisionProvisioned})
 	m.Observe(isync.Event{Source: "jira", TicketID: "10483", Decision: isync.DecisionProvisioned})
 	m.Observe(isync.Event{Source: "servicenow", Decision: isync.DecisionRejected})
@@ -68,7 +75,7 @@ func TestObserve(t *testing.T) {
 		t.Errorf("servicenow rejected = %v, want 1", got)
 	}
 	// provision_call is a latency sample, not a ticket decision.
-	if got := testutil.CollectAndCount(m.tickets); got != len(Sources)*len(decisions) {
+	if got := testutil.CollectAndCount(m.tickets); got != len(testSources)*len(decisions) {
 		t.Errorf("provision_call created a ticket series: %d series", got)
 	}
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(`
@@ -95,7 +102,7 @@ bridge_provisioning_duration_seconds_count 2
 }
 
 func TestGaugesAndPolls(t *testing.T) {
-	m := New()
+	m := New(testSources...)
 	depth := 3
 	m.SetQueueDepth(func() int { return depth })
 	m.SetBlocked(func() int { return 2 })
@@ -148,7 +155,7 @@ type rtFunc func(*http.Request) (*http.Response, error)
 func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func TestRoundTripper(t *testing.T) {
-	m := New()
+	m := New(testSources...)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/ok":
@@ -229,7 +236,7 @@ func TestRoundTripper(t *testing.T) {
 }
 
 func TestUnaryClientInterceptor(t *testing.T) {
-	m := New()
+	m := New(testSources...)
 	ic := m.UnaryClientInterceptor("chainguard")
 	call := func(err error) error {
 		return ic(context.Background(), "/chainguard.platform.registry.Registry/CreateRepo", nil, nil, nil,
@@ -257,7 +264,7 @@ func TestUnaryClientInterceptor(t *testing.T) {
 }
 
 func TestGathererIncludesDefaultRegistry(t *testing.T) {
-	m := New()
+	m := New(testSources...)
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "test_default_registry_counter_total", Help: "x"})
 	if err := prometheus.Register(c); err != nil {
 		t.Fatal(err)
@@ -279,7 +286,29 @@ func TestGathererIncludesDefaultRegistry(t *testing.T) {
 		}
 	}
 	// A second set of metrics in the same process registers without conflict.
-	if testutil.CollectAndCount(New().tickets) == 0 {
+	if testutil.CollectAndCount(New(testSources...).tickets) == 0 {
 		t.Error("second Metrics has no ticket series")
+	}
+}
+
+// TestSeriesFollowTheSourcesGiven: the per-source series are those of the
+// names given (the enabled sources of the registry), whatever they are; a
+// source not given has none.
+func TestSeriesFollowTheSourcesGiven(t *testing.T) {
+	m := New("example")
+	if got, want := testutil.CollectAndCount(m.tickets), len(decisions); got != want {
+		t.Errorf("bridge_tickets_total series = %d, want %d", got, want)
+	}
+	if got := testutil.ToFloat64(m.lastPoll.WithLabelValues("example")); got != 0 {
+		t.Errorf("last poll of example = %v", got)
+	}
+	if got, want := testutil.CollectAndCount(m.webhooks), 2*len(Results); got != want {
+		t.Errorf("bridge_webhook_deliveries_total series = %d, want %d (example and chainguard)", got, want)
+	}
+	if got, want := testutil.CollectAndCount(m.upErrors), 2*len(Reasons); got != want {
+		t.Errorf("bridge_upstream_errors_total series = %d, want %d (example and chainguard)", got, want)
+	}
+	if testutil.CollectAndCount(m.lastPoll) != 1 {
+		t.Error("a source not given has a last-poll series")
 	}
 }

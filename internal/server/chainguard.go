@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/chainguard-dev/image-request-bridge/internal/metrics"
+	"github.com/chainguard-dev/image-request-bridge/internal/source"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
 
@@ -118,7 +119,7 @@ func (s *Server) onEvent(ctx context.Context, ev cloudevents.Event) error {
 		st = &cgDelivery{}
 	}
 	st.ceType = wellFormed(ceTypeRe, ev.Type())
-	st.id = wellFormed(deliveryIDRe, ev.ID())
+	st.id = source.LogSafe(ev.ID())
 
 	re, ok, err := repoEventOf(ev)
 	if err != nil {

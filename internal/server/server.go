@@ -1,11 +1,14 @@
-// Package server is the bridge's HTTP server: the ServiceNow and Jira
-// webhooks, the Chainguard CloudEvents endpoint, health, readiness and
-// metrics.
+// Package server is the bridge's HTTP server: the sources' webhooks
+// (POST /webhooks/<source>), the Chainguard CloudEvents endpoint, health,
+// readiness and metrics.
 //
-// A webhook only names a ticket. Each delivery is verified (HMAC over the raw
-// body, compared in constant time) before its body is parsed, deduplicated on
-// its delivery id, and answered as soon as the ticket id is queued; the engine
-// re-reads the ticket from its source before acting on it.
+// A webhook only names a ticket. One handler serves every source's webhook:
+// each delivery is verified (HMAC-SHA256 over the raw body with the source's
+// secret, compared in constant time) before the source parses its body,
+// deduplicated on its delivery id, and answered as soon as the ticket id is
+// queued; the engine re-reads the ticket from its source before acting on it.
+// How a delivery is signed and what it names belongs to the source
+// (source.Webhook).
 package server
 
 import (
@@ -13,9 +16,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/chainguard-dev/image-request-bridge/internal/metrics"
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
+	"github.com/chainguard-dev/image-request-bridge/internal/source"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
 
@@ -47,12 +49,9 @@ const (
 	shutdownTimeout = 10 * time.Second
 )
 
-// Endpoint names, used in logs and metrics.
-const (
-	endpointServiceNow = "servicenow"
-	endpointJira       = "jira"
-	endpointChainguard = "chainguard"
-)
+// endpointChainguard names the CloudEvents endpoint in logs and metrics; a
+// webhook's endpoint is its source's name.
+const endpointChainguard = metrics.Chainguard
 
 // Engine is what the server hands deliveries to.
 type Engine interface {
@@ -66,18 +65,25 @@ type Engine interface {
 
 // Options configure a Server.
 type Options struct {
-	Listen           string // address for ListenAndServe (default ":8080")
-	Engine           Engine
-	ServiceNowSecret secret.Secret // zero: /webhooks/servicenow answers 404 (not configured)
-	JiraSecret       secret.Secret // zero: /webhooks/jira answers 404 (not configured)
-	Chainguard       *Chainguard   // nil: /events/chainguard answers 404
+	Listen string // address for ListenAndServe (default ":8080")
+	Engine Engine
+	// Webhooks are served at POST /webhooks/<Name>, one per source.
+	Webhooks   []Webhook
+	Chainguard *Chainguard // nil: /events/chainguard answers 404
 	// Ready reports readiness; nil error = ready. /readyz calls it with a 5s
-	// timeout and shows its error text, which must never hold a secret. nil:
-	// always ready.
+	// timeout and shows its error text, which should name each failing
+	// upstream with its cause (app.App.Ready bounds each check below 5s so
+	// that it can) and must never hold a secret. nil: always ready.
 	Ready   func(ctx context.Context) error
 	Metrics *metrics.Metrics // nil: a fresh set
 	Logger  zerolog.Logger
 	MaxBody int64 // largest accepted request body (default 1 MiB)
+}
+
+// Webhook is one source's webhook endpoint.
+type Webhook struct {
+	Name string          // the source: the path is /webhooks/<Name>, the endpoint label <Name>
+	Hook *source.Webhook // nil or without a secret: the path answers 404 (not configured)
 }
 
 // Chainguard configures the CloudEvents endpoint.
@@ -93,8 +99,8 @@ type Server struct {
 	log     zerolog.Logger
 	handler http.Handler
 
-	snSeen, jiraSeen, cgSeen *seen
-	cg                       *cgReceiver // nil: not configured
+	cgSeen *seen
+	cg     *cgReceiver // nil: not configured
 }
 
 // New builds a Server. With o.Chainguard set it also looks up the issuer's
@@ -114,12 +120,10 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		o.Metrics = metrics.New()
 	}
 	s := &Server{
-		o:        o,
-		m:        o.Metrics,
-		log:      o.Logger.With().Str("component", "server").Logger(),
-		snSeen:   newSeen(dedupeTTL, dedupeMax, time.Now),
-		jiraSeen: newSeen(dedupeTTL, dedupeMax, time.Now),
-		cgSeen:   newSeen(dedupeTTL, dedupeMax, time.Now),
+		o:      o,
+		m:      o.Metrics,
+		log:    o.Logger.With().Str("component", "server").Logger(),
+		cgSeen: newSeen(dedupeTTL, dedupeMax, time.Now),
 	}
 	if c := o.Chainguard; c != nil {
 		issuer := c.Issuer
@@ -133,8 +137,12 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /webhooks/servicenow", s.serviceNow)
-	mux.HandleFunc("POST /webhooks/jira", s.jira)
+	for _, wh := range o.Webhooks {
+		if !nameRe.MatchString(wh.Name) {
+			return nil, fmt.Errorf("server: webhook name %q: want lowercase letters, digits and _", wh.Name)
+		}
+		mux.Handle("POST /webhooks/"+wh.Name, s.webhook(wh))
+	}
 	mux.HandleFunc("POST /events/chainguard", s.chainguard)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { text(w, http.StatusOK, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
@@ -310,12 +318,8 @@ func (s *Server) enqueue(w http.ResponseWriter, d *delivery, dedupe *seen, sourc
 }
 
 var (
-	sysIDRe      = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	ritmNumberRe = regexp.MustCompile(`^[A-Z]{2,8}[0-9]{1,16}$`)
-	jiraIDRe     = regexp.MustCompile(`^[0-9]{1,19}$`)
-	jiraKeyRe    = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}-[0-9]{1,19}$`)
-	deliveryIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
-	uidpRe       = regexp.MustCompile(`^[0-9a-f]+(/[0-9a-f]+)*$`)
+	nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+	uidpRe = regexp.MustCompile(`^[0-9a-f]+(/[0-9a-f]+)*$`)
 )
 
 // isUIDP reports whether v looks like a Chainguard UIDP: hex segments
@@ -343,153 +347,45 @@ func mac(key secret.Secret, body []byte) []byte {
 	return h.Sum(nil)
 }
 
-// serviceNowSignature decodes an X-Signature value: the HMAC-SHA256 in base64
-// (what GlideCertificateEncryption.generateMac returns) or hex, optionally
-// prefixed "sha256=".
-func serviceNowSignature(v string) ([]byte, bool) {
-	v = strings.TrimSpace(v)
-	if len(v) > 7 && strings.EqualFold(v[:7], "sha256=") {
-		v = v[7:]
-	}
-	if len(v) == 2*sha256.Size {
-		if b, err := hex.DecodeString(v); err == nil {
-			return b, true
+// webhook serves one source's deliveries.
+func (s *Server) webhook(wh Webhook) http.HandlerFunc {
+	dedupe := newSeen(dedupeTTL, dedupeMax, time.Now)
+	return func(w http.ResponseWriter, r *http.Request) {
+		d := &delivery{endpoint: wh.Name, start: time.Now()}
+		hook := wh.Hook
+		if hook == nil || hook.Secret.IsZero() {
+			s.notConfigured(w, d)
+			return
 		}
-	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if b, err := enc.DecodeString(v); err == nil && len(b) == sha256.Size {
-			return b, true
+		body, ok := s.readBody(w, r, d)
+		if !ok {
+			return
 		}
-	}
-	return nil, false
-}
-
-// jiraSignature decodes an X-Hub-Signature value: "sha256=<hex>".
-func jiraSignature(v string) ([]byte, bool) {
-	v = strings.TrimSpace(v)
-	if len(v) != 7+2*sha256.Size || !strings.EqualFold(v[:7], "sha256=") {
-		return nil, false
-	}
-	b, err := hex.DecodeString(v[7:])
-	return b, err == nil
-}
-
-// serviceNowPayload is the body the bridge's business rule sends (see
-// integrations/servicenow). Other fields are ignored.
-type serviceNowPayload struct {
-	SysID   string `json:"sys_id"`
-	Number  string `json:"number"`
-	EventID string `json:"event_id"`
-}
-
-func (s *Server) serviceNow(w http.ResponseWriter, r *http.Request) {
-	d := &delivery{endpoint: endpointServiceNow, start: time.Now()}
-	if s.o.ServiceNowSecret.IsZero() {
-		s.notConfigured(w, d)
-		return
-	}
-	body, ok := s.readBody(w, r, d)
-	if !ok {
-		return
-	}
-	sig, ok := serviceNowSignature(r.Header.Get("X-Signature"))
-	if !ok || !hmac.Equal(mac(s.o.ServiceNowSecret, body), sig) {
-		s.answer(w, d, http.StatusUnauthorized, metrics.ResultBadSignature, "invalid or missing signature")
-		return
-	}
-	var p serviceNowPayload
-	if err := json.Unmarshal(body, &p); err != nil {
-		s.answer(w, d, http.StatusBadRequest, metrics.ResultBadRequest, "body is not the expected JSON object")
-		return
-	}
-	d.key = wellFormed(ritmNumberRe, p.Number)
-	sysID := strings.ToLower(p.SysID)
-	if !sysIDRe.MatchString(sysID) {
-		s.answer(w, d, http.StatusBadRequest, metrics.ResultBadRequest, "sys_id must be 32 hex characters")
-		return
-	}
-	d.ticket = sysID
-	// The signed body's event_id wins over the unsigned header.
-	key := p.EventID
-	if key == "" {
-		key = r.Header.Get("X-Event-Id")
-	}
-	d.id = wellFormed(deliveryIDRe, key)
-	if key == "" {
-		key = bodyKey(body)
-	} else {
-		key = "id:" + key
-	}
-	s.enqueue(w, d, s.snSeen, "servicenow", sysID, key)
-}
-
-// jiraPayload is the part of a Jira admin webhook body the bridge reads.
-type jiraPayload struct {
-	WebhookEvent string `json:"webhookEvent"`
-	Issue        *struct {
-		ID  json.RawMessage `json:"id"`
-		Key string          `json:"key"`
-	} `json:"issue"`
-}
-
-// jiraIssueID accepts the id as a JSON string or number of digits.
-func jiraIssueID(raw json.RawMessage) (string, bool) {
-	var v string
-	if err := json.Unmarshal(raw, &v); err != nil {
-		var n json.Number
-		if err := json.Unmarshal(raw, &n); err != nil {
-			return "", false
+		sig, ok := hook.Signature(r.Header)
+		if !ok || !hmac.Equal(mac(hook.Secret, body), sig) {
+			s.answer(w, d, http.StatusUnauthorized, metrics.ResultBadSignature, "invalid or missing signature")
+			return
 		}
-		v = n.String()
-	}
-	return v, jiraIDRe.MatchString(v)
-}
-
-func (s *Server) jira(w http.ResponseWriter, r *http.Request) {
-	d := &delivery{endpoint: endpointJira, start: time.Now()}
-	if s.o.JiraSecret.IsZero() {
-		s.notConfigured(w, d)
-		return
-	}
-	body, ok := s.readBody(w, r, d)
-	if !ok {
-		return
-	}
-	sig, ok := jiraSignature(r.Header.Get("X-Hub-Signature"))
-	if !ok || !hmac.Equal(mac(s.o.JiraSecret, body), sig) {
-		s.answer(w, d, http.StatusUnauthorized, metrics.ResultBadSignature, "invalid or missing signature")
-		return
-	}
-	hdrID := r.Header.Get("X-Atlassian-Webhook-Identifier")
-	d.id = wellFormed(deliveryIDRe, hdrID)
-	var p jiraPayload
-	if err := json.Unmarshal(body, &p); err != nil {
-		s.answer(w, d, http.StatusBadRequest, metrics.ResultBadRequest, "body is not the expected JSON object")
-		return
-	}
-	if ev := p.WebhookEvent; ev != "jira:issue_updated" && ev != "jira:issue_created" {
-		if ev != "" && len(ev) <= 64 && deliveryIDRe.MatchString(ev) {
-			d.detail = map[string]string{"event": ev}
+		p, err := hook.Parse(r.Header, body)
+		d.key, d.id, d.detail = p.Key, p.ID, p.Detail
+		switch {
+		case err != nil:
+			s.answer(w, d, http.StatusBadRequest, metrics.ResultBadRequest, err.Error())
+			return
+		case p.Ignored:
+			s.answer(w, d, http.StatusOK, metrics.ResultIgnored, "ignored")
+			return
+		case p.TicketID == "":
+			s.answer(w, d, http.StatusBadRequest, metrics.ResultBadRequest, "the delivery names no ticket")
+			return
 		}
-		s.answer(w, d, http.StatusOK, metrics.ResultIgnored, "ignored")
-		return
+		d.ticket = p.TicketID
+		key := bodyKey(body)
+		if p.DedupeID != "" {
+			key = "id:" + p.DedupeID
+		}
+		s.enqueue(w, d, dedupe, wh.Name, p.TicketID, key)
 	}
-	if p.Issue == nil {
-		s.answer(w, d, http.StatusBadRequest, metrics.ResultBadRequest, "issue.id is missing")
-		return
-	}
-	d.key = wellFormed(jiraKeyRe, p.Issue.Key)
-	id, ok := jiraIssueID(p.Issue.ID)
-	if !ok {
-		s.answer(w, d, http.StatusBadRequest, metrics.ResultBadRequest, "issue.id must be a numeric id")
-		return
-	}
-	d.ticket = id
-	key := bodyKey(body)
-	if hdrID != "" {
-		key = "id:" + hdrID
-	}
-	s.enqueue(w, d, s.jiraSeen, "jira", id, key)
 }
 
 // statusRecorder remembers the status a wrapped handler wrote.

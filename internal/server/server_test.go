@@ -22,8 +22,11 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/chainguard-dev/image-request-bridge/connectors/jira"
+	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
 	"github.com/chainguard-dev/image-request-bridge/internal/metrics"
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
+	"github.com/chainguard-dev/image-request-bridge/internal/source"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
 
@@ -101,16 +104,27 @@ type harness struct {
 	m      *metrics.Metrics
 }
 
+// testWebhooks returns the webhooks of the two registered sources with these
+// secrets ("" = not configured), as the bridge builds them from their
+// sections.
+func testWebhooks(snSecret, jiraSecret string) []Webhook {
+	sn := &servicenow.Config{Enabled: true, WebhookSecret: secret.New(snSecret)}
+	jc := &jira.Config{Enabled: true, WebhookSecret: secret.New(jiraSecret)}
+	return []Webhook{
+		{Name: servicenow.Name, Hook: servicenow.Connector.(source.Webhooker).Webhook(sn)},
+		{Name: jira.Name, Hook: jira.Connector.(source.Webhooker).Webhook(jc)},
+	}
+}
+
 // newHarness serves a Server over real HTTP. mod adjusts the options.
 func newHarness(t *testing.T, mod func(*Options)) *harness {
 	t.Helper()
-	h := &harness{t: t, engine: &fakeEngine{}, logs: &syncBuffer{}, m: metrics.New()}
+	h := &harness{t: t, engine: &fakeEngine{}, logs: &syncBuffer{}, m: metrics.New("servicenow", "jira")}
 	o := Options{
-		Engine:           h.engine,
-		ServiceNowSecret: secret.New(snSecret),
-		JiraSecret:       secret.New(jiraSecret),
-		Metrics:          h.m,
-		Logger:           zerolog.New(h.logs),
+		Engine:   h.engine,
+		Webhooks: testWebhooks(snSecret, jiraSecret),
+		Metrics:  h.m,
+		Logger:   zerolog.New(h.logs),
 	}
 	if mod != nil {
 		mod(&o)
@@ -389,8 +403,7 @@ func TestJiraRefusedAndIgnoredDeliveries(t *testing.T) {
 
 func TestNotConfiguredEndpoints(t *testing.T) {
 	h := newHarness(t, func(o *Options) {
-		o.ServiceNowSecret = secret.Secret{}
-		o.JiraSecret = secret.New("")
+		o.Webhooks = testWebhooks("", "")
 	})
 	body, hdr := jiraFixture(t)
 	for _, p := range []string{"/webhooks/servicenow", "/webhooks/jira", "/events/chainguard"} {
@@ -641,14 +654,14 @@ func TestServiceNowSignatureForms(t *testing.T) {
 		"sha256=" + hex.EncodeToString(mac),
 		" " + base64.StdEncoding.EncodeToString(mac) + " ",
 	} {
-		got, ok := serviceNowSignature(v)
+		got, ok := servicenow.Signature(v)
 		if !ok || !bytes.Equal(got, mac) {
-			t.Errorf("serviceNowSignature(%q) = %x, %v", v, got, ok)
+			t.Errorf("servicenow.Signature(%q) = %x, %v", v, got, ok)
 		}
 	}
 	for _, v := range []string{"", "abc", hex.EncodeToString(mac[:31]), base64.StdEncoding.EncodeToString(append(mac, 0))} {
-		if _, ok := serviceNowSignature(v); ok {
-			t.Errorf("serviceNowSignature(%q) accepted", v)
+		if _, ok := servicenow.Signature(v); ok {
+			t.Errorf("servicenow.Signature(%q) accepted", v)
 		}
 	}
 }

@@ -1,0 +1,176 @@
+package jira
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/chainguard-dev/image-request-bridge/internal/secret"
+	"github.com/chainguard-dev/image-request-bridge/internal/source"
+)
+
+// Defaults of the section.
+const (
+	DefaultTransitionDone   = "Done"
+	DefaultTransitionReject = "Reject"
+	DefaultSchedule         = "@every 1m"
+	DefaultPageSize         = 50
+	DefaultTimeout          = 30 * time.Second
+)
+
+// Config is the jira: section of the configuration.
+type Config struct {
+	Enabled           bool          `yaml:"enabled"`
+	URL               string        `yaml:"url"`
+	Deployment        string        `yaml:"deployment"` // cloud | datacenter | auto
+	Email             string        `yaml:"email,omitempty"`
+	APIToken          secret.Secret `yaml:"api_token,omitempty"`
+	APITokenFile      string        `yaml:"api_token_file,omitempty"`
+	JQL               string        `yaml:"jql"`
+	Fields            Fields        `yaml:"fields"`
+	Transitions       Transitions   `yaml:"transitions"`
+	Schedule          string        `yaml:"schedule"`
+	PageSize          int           `yaml:"page_size"`
+	Timeout           time.Duration `yaml:"timeout"`
+	WebhookSecret     secret.Secret `yaml:"webhook_secret,omitempty"`
+	WebhookSecretFile string        `yaml:"webhook_secret_file,omitempty"`
+	// AwaitingJQL selects requests still awaiting approval, for policy rules
+	// with tier auto (e.g. project = IMG AND status = "Waiting for approval").
+	AwaitingJQL string `yaml:"awaiting_jql,omitempty"`
+	// RateLimit paces calls to Jira (default 10/s, burst 5, 4 at once).
+	RateLimit source.RateLimit `yaml:"rate_limit"`
+}
+
+// Fields names the issue fields the bridge reads: a field's name as shown in
+// Jira, or its id (customfield_10050).
+type Fields struct {
+	Image         string   `yaml:"image"`
+	Justification string   `yaml:"justification"`
+	Extra         []string `yaml:"extra,omitempty"`
+}
+
+// Transitions name the workflow transitions (or target statuses) used to close
+// an issue.
+type Transitions struct {
+	Done     string `yaml:"done"`
+	Rejected string `yaml:"rejected"`
+	// Approve is taken first on an issue the auto policy tier serves while
+	// it still awaits approval (optional, e.g. "Approve").
+	Approve string `yaml:"approve,omitempty"`
+}
+
+// IsCloud reports whether the Jira site is Jira Cloud: deployment cloud, or
+// auto with an Atlassian-hosted URL.
+func (c *Config) IsCloud() bool {
+	switch c.Deployment {
+	case Cloud:
+		return true
+	case DataCenter:
+		return false
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return false
+	}
+	h := strings.ToLower(u.Hostname())
+	for _, suffix := range []string{".atlassian.net", ".jira.com", ".jira-dev.com"} {
+		if strings.HasSuffix(h, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// Settings implements source.Section.
+func (c *Config) Settings() source.Settings {
+	return source.Settings{Enabled: c.Enabled, Schedule: c.Schedule, Timeout: c.Timeout, RateLimit: c.RateLimit}
+}
+
+// Secrets implements source.Section.
+func (c *Config) Secrets() []source.SecretRef {
+	return []source.SecretRef{
+		{Key: "api_token", Value: &c.APIToken, File: &c.APITokenFile},
+		{Key: "webhook_secret", Value: &c.WebhookSecret, File: &c.WebhookSecretFile},
+	}
+}
+
+// Defaults implements source.Section.
+func (c *Config) Defaults() {
+	setDefault(&c.Deployment, Auto)
+	setDefault(&c.Transitions.Done, DefaultTransitionDone)
+	setDefault(&c.Transitions.Rejected, DefaultTransitionReject)
+	setDefault(&c.Schedule, DefaultSchedule)
+	if c.PageSize == 0 {
+		c.PageSize = DefaultPageSize
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	c.RateLimit.Defaults(10, 5, 4)
+}
+
+func setDefault(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+var customFieldPattern = regexp.MustCompile(`^customfield_[0-9]+$`)
+
+// Validate implements source.Section.
+func (c *Config) Validate(p *source.Problems) {
+	p.URL("url", c.URL)
+	p.OneOf("deployment", c.Deployment, Auto, Cloud, DataCenter)
+	if c.IsCloud() {
+		switch {
+		case c.Email == "":
+			p.Add("email", "required on Jira Cloud: the Atlassian account email the API token belongs to")
+		case !strings.Contains(c.Email, "@"):
+			p.Add("email", "must be an email address")
+		}
+	}
+	p.Secret("api_token", c.APIToken)
+	p.Token("api_token", c.APIToken)
+	if strings.TrimSpace(c.JQL) == "" {
+		p.Add("jql", "required: the JQL that finds approved image requests, such as project = IMG AND status = Approved")
+	}
+	seen := map[string]string{}
+	field(p, "fields.image", c.Fields.Image, seen)
+	field(p, "fields.justification", c.Fields.Justification, seen)
+	for i, f := range c.Fields.Extra {
+		field(p, fmt.Sprintf("fields.extra[%d]", i), f, seen)
+	}
+	if strings.TrimSpace(c.Transitions.Done) == "" {
+		p.Add("transitions.done", "required: the transition (or status) name that closes a served request")
+	}
+	if strings.TrimSpace(c.Transitions.Rejected) == "" {
+		p.Add("transitions.rejected", "required: the transition (or status) name that closes a rejected request")
+	}
+	if c.Transitions.Done != "" && strings.EqualFold(c.Transitions.Done, c.Transitions.Rejected) {
+		p.Add("transitions.rejected", "must differ from transitions.done")
+	}
+	p.Schedule("schedule", c.Schedule)
+	p.Between("page_size", c.PageSize, 1, 1000)
+	p.Positive("timeout", c.Timeout)
+}
+
+// field checks a field name or id; seen maps the fields already given to
+// their key path.
+func field(p *source.Problems, key, name string, seen map[string]string) {
+	switch {
+	case strings.TrimSpace(name) == "":
+		p.Add(key, "required: the field's name as shown in Jira, or its id such as customfield_10050")
+		return
+	case strings.HasPrefix(strings.ToLower(name), "customfield") && !customFieldPattern.MatchString(name):
+		p.Add(key, "a field id must look like customfield_10050")
+		return
+	}
+	k := strings.ToLower(name)
+	if first, dup := seen[k]; dup {
+		p.Add(key, "names the same field as %s", first)
+		return
+	}
+	seen[k] = p.Path(key)
+}
