@@ -15,6 +15,7 @@ import (
 	snfake "github.com/chainguard-dev/image-request-bridge/internal/fake/servicenow"
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+	"github.com/chainguard-dev/image-request-bridge/internal/upstream"
 )
 
 const catItem = "3f1dd0320a0a0b99000a53f7604a2ef9"
@@ -341,7 +342,7 @@ func TestHTMLBehindByteOrderMark(t *testing.T) {
 	defer srv.Close()
 	src, _ := servicenow.New(servicenow.Options{InstanceURL: srv.URL, CatalogItem: catItem, RetryMax: -1})
 	err := src.Approved(ctx(t), func(isync.Ticket) error { return nil })
-	if !errors.Is(err, servicenow.ErrHTML) {
+	if !errors.Is(err, upstream.ErrHTML) {
 		t.Fatalf("err = %v, want ErrHTML", err)
 	}
 }
