@@ -144,26 +144,6 @@ func TestErrorsAreClear(t *testing.T) {
 	}
 }
 
-// A short Retry-After is honoured in place and the listing succeeds.
-func TestRateLimitRetryAfter(t *testing.T) {
-	fake := snfake.New()
-	defer fake.Close()
-	seed(fake, 3, "python")
-	src := newSource(t, fake, nil)
-	fake.InjectFault(snfake.Fault{Method: "GET", Status: 429, RetryAfter: 1})
-	start := time.Now()
-	n := 0
-	if err := src.Approved(ctx(t), func(isync.Ticket) error { n++; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if n != 3 {
-		t.Fatalf("listed %d", n)
-	}
-	if waited := time.Since(start); waited < 900*time.Millisecond {
-		t.Errorf("Retry-After: 1 not honoured (answered after %s)", waited)
-	}
-}
-
 // A PATCH that fails with a 5xx is never resent blindly.
 func TestReportNotResentAfterAmbiguousFailure(t *testing.T) {
 	fake := snfake.New()

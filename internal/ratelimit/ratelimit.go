@@ -125,6 +125,9 @@ func New(rps float64, burst, concurrency int, opts ...Option) *Limiter {
 // Name returns the upstream's name.
 func (l *Limiter) Name() string { return l.name }
 
+// Clock returns the limiter's clock.
+func (l *Limiter) Clock() Clock { return l.clock }
+
 // Now returns the limiter clock's time.
 func (l *Limiter) Now() time.Time { return l.clock.Now() }
 

@@ -68,7 +68,8 @@ type Options struct {
 	MaxBody int64
 	// Limiter paces the calls and holds the upstream's pause; nil: a limiter
 	// of its own with no rate and no concurrency bound (pauses still apply).
-	// Share one Limiter between the clients of one upstream.
+	// Share one Limiter between the clients of one upstream. Its clock also
+	// times the waits between attempts.
 	Limiter *ratelimit.Limiter
 	// WrapTransport, when set, wraps the transport each attempt goes through
 	// (metrics).
@@ -218,13 +219,13 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 		if ok, _ := retryablehttp.DefaultRetryPolicy(ctx, nil, err); !ok {
 			return false, nil
 		}
-		return c.retryWithin(ctx, st, 0), nil
+		return c.retryAfterWait(ctx, st, 0)
 	}
 	switch s := resp.StatusCode; {
 	case s == http.StatusUnauthorized:
 		if c.o.Refresh != nil && !st.refreshed {
 			st.refreshed = true
-			return c.o.Refresh(ctx), nil
+			return c.o.Refresh(ctx), nil // resent at once
 		}
 		return false, nil
 	case s == http.StatusTooManyRequests || s >= 500 && s != http.StatusNotImplemented:
@@ -239,18 +240,44 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 		if s != http.StatusTooManyRequests && st.write {
 			return false, nil // a 5xx to a write may come after the work
 		}
-		return c.retryWithin(ctx, st, wait), nil
+		return c.retryAfterWait(ctx, st, wait)
 	}
 	return false, nil
+}
+
+// retryAfterWait decides whether another attempt fits RetryMax and the
+// context's deadline, given the wait the upstream asked for (0: none), and
+// if so waits before it on the limiter's clock: wait, or a jittered
+// exponential backoff (half to all of RetryWaitMin doubled per retry, at
+// most RetryWaitMax). The wait is slept here rather than by retryablehttp
+// (whose Backoff is 0) so that time is an input.
+func (c *Client) retryAfterWait(ctx context.Context, st *call, wait time.Duration) (bool, error) {
+	if !c.retryWithin(ctx, st, wait) {
+		return false, nil
+	}
+	if wait == 0 {
+		d := c.expBackoff(c.retries(st))
+		wait = d/2 + rand.N(d/2+1)
+	}
+	if err := c.lim.Clock().Sleep(ctx, wait); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// retries is how many retries the call has had so far.
+func (c *Client) retries(st *call) int {
+	n := st.attempts - 1
+	if st.refreshed {
+		n-- // the resend after a refresh is not a retry
+	}
+	return n
 }
 
 // retryWithin reports whether another attempt fits RetryMax and the
 // context's deadline, given the wait before it (0: backoff).
 func (c *Client) retryWithin(ctx context.Context, st *call, wait time.Duration) bool {
-	retries := st.attempts - 1
-	if st.refreshed {
-		retries-- // the resend after a refresh is not a retry
-	}
+	retries := c.retries(st)
 	if retries >= c.o.RetryMax {
 		return false
 	}
@@ -274,21 +301,9 @@ func (c *Client) expBackoff(retry int) time.Duration {
 	return d
 }
 
-// backoff returns the wait before the next attempt: the upstream's own
-// Retry-After when it gave one (checkRetry refused one over RetryWaitMax),
-// else a jittered exponential backoff (half to all of expBackoff).
-func (c *Client) backoff(_, _ time.Duration, attempt int, resp *http.Response) time.Duration {
-	if resp != nil {
-		if resp.StatusCode == http.StatusUnauthorized {
-			return 0 // a resend after a refreshed credential
-		}
-		if wait := ratelimit.PauseFor(resp.Header, c.lim.Now()); wait > 0 {
-			return min(wait, c.o.RetryWaitMax)
-		}
-	}
-	d := c.expBackoff(attempt)
-	return d/2 + rand.N(d/2+1)
-}
+// backoff is retryablehttp's wait between attempts: none, since
+// retryAfterWait has waited already.
+func (c *Client) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Duration { return 0 }
 
 // attemptTransport is what each attempt goes through: the credentials, the
 // limiter, then the answer is read whole, capped and scrubbed.
