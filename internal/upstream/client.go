@@ -213,7 +213,7 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 	}
 	st.attempts++
 	if err != nil {
-		if st.write || errors.Is(err, ErrNotSent) {
+		if st.write || errors.Is(err, ErrNotSent) || errors.Is(err, errTooLarge) {
 			return false, nil // a lost answer to a write is the caller's to check
 		}
 		if ok, _ := retryablehttp.DefaultRetryPolicy(ctx, nil, err); !ok {
@@ -305,6 +305,9 @@ func (c *Client) expBackoff(retry int) time.Duration {
 // retryAfterWait has waited already.
 func (c *Client) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Duration { return 0 }
 
+// errTooLarge is an answer over MaxBody: asking again gets the same.
+var errTooLarge = errors.New("the answer is larger than the cap")
+
 // attemptTransport is what each attempt goes through: the credentials, the
 // limiter, then the answer is read whole, capped and scrubbed.
 type attemptTransport struct {
@@ -333,7 +336,7 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	data, err := io.ReadAll(io.LimitReader(resp.Body, t.c.o.MaxBody+1))
 	resp.Body.Close()
 	if err == nil && int64(len(data)) > t.c.o.MaxBody {
-		err = fmt.Errorf("the answer is larger than %d MiB", t.c.o.MaxBody>>20)
+		err = fmt.Errorf("%w (%d MiB)", errTooLarge, t.c.o.MaxBody>>20)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the answer: %w", err)
