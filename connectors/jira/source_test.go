@@ -224,8 +224,12 @@ func TestRateLimit(t *testing.T) {
 	clk := ratelimit.NewVirtualClock(t0)
 	lim := ratelimit.New(0, 1, 0, ratelimit.WithClock(clk), ratelimit.WithName(jira.Name))
 	src := newSource(t, f, jira.Cloud, func(o *jira.Options) { o.RetryWaitMax = 0; o.Limiter = lim })
+	// An hour's deadline, longer than any Retry-After here: only the retry
+	// policy, not the deadline, may keep a call from sleeping one out.
+	long, cancel := context.WithTimeout(t.Context(), time.Hour)
+	defer cancel()
 	f.InjectFault(jfake.Fault{PathContains: "/search/jql", Status: 429, RetryAfter: 1})
-	if got, err := list(src, ctx(t)); err != nil || len(got) != 1 {
+	if got, err := list(src, long); err != nil || len(got) != 1 {
 		t.Fatalf("%v %d", err, len(got))
 	}
 	if clk.Now().Sub(t0) < time.Second {
@@ -233,19 +237,19 @@ func TestRateLimit(t *testing.T) {
 	}
 	f.InjectFault(jfake.Fault{PathContains: "/search/jql", Status: 503, RetryAfter: 600, Times: 10})
 	before := clk.Now()
-	if _, err := list(src, ctx(t)); err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "paused until") {
+	if _, err := list(src, long); err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "paused until") {
 		t.Fatalf("long Retry-After: err = %v", err)
 	}
 	if clk.Now() != before || !lim.PausedUntil().After(before.Add(time.Minute)) {
 		t.Fatalf("waited %s in place; paused until %s", clk.Now().Sub(before), lim.PausedUntil())
 	}
 	var pe *ratelimit.PausedError
-	if _, err := list(src, ctx(t)); !errors.As(err, &pe) {
+	if _, err := list(src, long); !errors.As(err, &pe) {
 		t.Fatalf("during the pause: err = %v", err)
 	}
 	clk.Advance(lim.PausedUntil().Sub(clk.Now()))
 	f.ClearFaults()
-	if got, err := list(src, ctx(t)); err != nil || len(got) != 1 {
+	if got, err := list(src, long); err != nil || len(got) != 1 {
 		t.Fatalf("after the pause: %v %d", err, len(got))
 	}
 }

@@ -1,6 +1,7 @@
 package servicenow_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -42,6 +43,17 @@ func countAll(src *servicenow.Source, t *testing.T) (int, error) {
 	return n, err
 }
 
+// countAllLong lists under an hour's deadline: longer than any Retry-After
+// the tests send, so that only the retry policy, not the deadline, can keep
+// a call from sleeping one out.
+func countAllLong(src *servicenow.Source, t *testing.T) (int, error) {
+	c, cancel := context.WithTimeout(t.Context(), time.Hour)
+	defer cancel()
+	n := 0
+	err := src.Approved(c, func(isync.Ticket) error { n++; return nil })
+	return n, err
+}
+
 // A 503 with Retry-After: 600 on the listing is never slept in place: the
 // call ends at once with a retryable error saying until when, the upstream
 // is paused (calls fail at once without reaching it), and once the pause is
@@ -53,7 +65,7 @@ func TestLongRetryAfterPausesTheUpstream(t *testing.T) {
 	src, lim, clk := virtualSource(t, fake)
 	fake.InjectFault(snfake.Fault{Method: "GET", PathContains: "/sc_req_item", Status: 503, RetryAfter: 600})
 
-	_, err := countAll(src, t)
+	_, err := countAllLong(src, t)
 	if err == nil || isync.ClassOf(err) != isync.ClassRetryable || !strings.Contains(err.Error(), "paused until") {
 		t.Fatalf("err = %v, want a retryable error saying until when the upstream is paused", err)
 	}
@@ -69,7 +81,7 @@ func TestLongRetryAfterPausesTheUpstream(t *testing.T) {
 	}
 
 	// During the pause, a call fails at once without reaching the instance.
-	_, err = countAll(src, t)
+	_, err = countAllLong(src, t)
 	var pe *ratelimit.PausedError
 	if !errors.As(err, &pe) || !pe.Until.Equal(until) || isync.ClassOf(err) != isync.ClassRetryable {
 		t.Fatalf("during the pause: err = %v, want a retryable pause until %s", err, until)
@@ -79,7 +91,7 @@ func TestLongRetryAfterPausesTheUpstream(t *testing.T) {
 	}
 
 	clk.Advance(until.Sub(t0))
-	if n, err := countAll(src, t); err != nil || n != 3 {
+	if n, err := countAllLong(src, t); err != nil || n != 3 {
 		t.Fatalf("after the pause: listed %d, err %v", n, err)
 	}
 }
@@ -95,7 +107,7 @@ func TestRetryAfterHTTPDate(t *testing.T) {
 		return http.Header{"Retry-After": {clk.Now().Add(d).Format(http.TimeFormat)}}
 	}
 	fake.InjectFault(snfake.Fault{Method: "GET", PathContains: "/sc_req_item", Status: 429, Header: date(3 * time.Second)})
-	if n, err := countAll(src, t); err != nil || n != 2 {
+	if n, err := countAllLong(src, t); err != nil || n != 2 {
 		t.Fatalf("listed %d, err %v", n, err)
 	}
 	if waited := clk.Now().Sub(t0); waited < 3*time.Second {
@@ -104,7 +116,7 @@ func TestRetryAfterHTTPDate(t *testing.T) {
 
 	start := clk.Now()
 	fake.InjectFault(snfake.Fault{Method: "GET", PathContains: "/sc_req_item", Status: 503, Header: date(4 * time.Minute)})
-	if _, err := countAll(src, t); err == nil || !strings.Contains(err.Error(), "paused until") {
+	if _, err := countAllLong(src, t); err == nil || !strings.Contains(err.Error(), "paused until") {
 		t.Fatalf("err = %v, want a pause", err)
 	}
 	if got := lim.PausedUntil(); !got.Equal(start.Add(4 * time.Minute)) {
