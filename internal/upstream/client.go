@@ -213,8 +213,11 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 	}
 	st.attempts++
 	if err != nil {
-		if st.write || errors.Is(err, ErrNotSent) || errors.Is(err, errTooLarge) {
-			return false, nil // a lost answer to a write is the caller's to check
+		var pe *ratelimit.PausedError
+		if st.write || errors.Is(err, ErrNotSent) || errors.Is(err, errTooLarge) || errors.As(err, &pe) {
+			// A lost answer to a write is the caller's to check; a pause (from
+			// a limiter in WrapTransport) is not waited out here.
+			return false, nil
 		}
 		if ok, _ := retryablehttp.DefaultRetryPolicy(ctx, nil, err); !ok {
 			return false, nil
