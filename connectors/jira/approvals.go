@@ -35,8 +35,8 @@ func (s *Source) ApprovedBy(ctx context.Context, t isync.Ticket, group string) (
 			} `json:"approvers"`
 		} `json:"values"`
 	}
-	if err := doJSON(ctx, s.c, http.MethodGet, "rest/servicedeskapi/request/"+t.Key+"/approval", nil, &page); err != nil {
-		return "", classify(fmt.Errorf("reading approvals of %s: %w", t.Key, err))
+	if err := s.doJSON(ctx, http.MethodGet, "rest/servicedeskapi/request/"+t.Key+"/approval", nil, &page); err != nil {
+		return "", s.classify(fmt.Errorf("reading approvals of %s: %w", t.Key, err))
 	}
 	approvers := map[string]string{} // account id or user name → display name
 	for _, v := range page.Values {
@@ -65,8 +65,8 @@ func (s *Source) ApprovedBy(ctx context.Context, t isync.Ticket, group string) (
 			MaxResults int  `json:"maxResults"`
 		}
 		q := url.Values{"groupname": {group}, "startAt": {fmt.Sprint(start)}, "maxResults": {"50"}}
-		if err := doJSON(ctx, s.c, http.MethodGet, "rest/api/2/group/member?"+q.Encode(), nil, &members); err != nil {
-			return "", classify(fmt.Errorf("reading members of group %q: %w", group, err))
+		if err := s.doJSON(ctx, http.MethodGet, "rest/api/2/group/member?"+q.Encode(), nil, &members); err != nil {
+			return "", s.classify(fmt.Errorf("reading members of group %q: %w", group, err))
 		}
 		for _, m := range members.Values {
 			for _, id := range []string{m.AccountID, m.Name, m.Key} {

@@ -5,7 +5,9 @@
 // comment, or, when the transition has no screen, a comment guarded by a marker
 // check followed by the transition.
 //
-// Client: github.com/andygrunwald/go-jira v1.17.0 over go-retryablehttp.
+// Client: github.com/andygrunwald/go-jira v1.17.0 over the upstream kit
+// (internal/upstream: retries, Retry-After, rate limits, error classes,
+// scrubbing of credentials).
 // API: https://developer.atlassian.com/cloud/jira/platform/rest/v2/ and
 // https://docs.atlassian.com/software/jira/docs/api/REST/latest/ (Data Center).
 package jira
@@ -18,15 +20,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
-	"time"
 
 	jira "github.com/andygrunwald/go-jira"
-	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+	"github.com/chainguard-dev/image-request-bridge/internal/upstream"
 )
 
 // Deployment kinds.
@@ -36,147 +36,56 @@ const (
 	Auto       = "auto"
 )
 
-// APIError is a non-2xx answer from Jira.
-type APIError struct {
-	Method     string
-	Path       string
-	Status     int
-	Messages   []string          // errorMessages
-	Fields     map[string]string // errors: field → message
-	RetryAfter time.Duration
-}
+// htmlHint is what an HTML page in place of a Jira answer usually means.
+const htmlHint = "is the URL right, or is an SSO proxy or maintenance page in front of Jira?"
 
-func (e *APIError) Error() string {
-	msg := fmt.Sprintf("Jira %s %s: HTTP %d", e.Method, e.Path, e.Status)
-	var parts []string
-	parts = append(parts, e.Messages...)
-	for f, m := range e.Fields {
-		parts = append(parts, f+": "+m)
+// newUpstream returns the kit client of Jira: Cloud basic auth (email + API
+// token) or a Data Center personal access token (Authorization: Bearer),
+// scrubbed from every answer.
+func newUpstream(email string, token secret.Secret, o upstream.Options) *upstream.Client {
+	pat := email == ""
+	o.Name, o.Display = Name, "Jira"
+	o.Authorize = func(r *http.Request) error {
+		if pat {
+			r.Header.Set("Authorization", "Bearer "+token.Reveal())
+		} else {
+			r.SetBasicAuth(email, token.Reveal())
+		}
+		r.Header.Set("Accept", "application/json")
+		return nil
 	}
-	if len(parts) > 0 {
-		msg += ": " + strings.Join(parts, "; ")
+	o.Secrets = func() []string {
+		tok := token.Reveal()
+		return []string{tok, email + ":" + tok}
 	}
-	if e.RetryAfter > 0 {
-		msg += fmt.Sprintf("; retry after %s", e.RetryAfter)
-	}
-	return msg
-}
-
-// ErrHTML is returned when Jira answers with an HTML page instead of JSON (a
-// login page of an SSO proxy, a maintenance page).
-var ErrHTML = errors.New("Jira answered with an HTML page instead of JSON (is the URL right, or is an SSO proxy or maintenance page in front of Jira?)")
-
-type methodKey struct{}
-
-// methodTagger records the request method in the context so that the retry
-// policy, which may see no response, knows whether the request was a write.
-type methodTagger struct{ next http.RoundTripper }
-
-func (m methodTagger) RoundTrip(r *http.Request) (*http.Response, error) {
-	return m.next.RoundTrip(r.WithContext(context.WithValue(r.Context(), methodKey{}, r.Method)))
-}
-
-// authTransport sets Cloud basic auth (email + API token) or a Data Center
-// personal access token (Authorization: Bearer).
-type authTransport struct {
-	email string
-	token secret.Secret
-	pat   bool
-	next  http.RoundTripper
-}
-
-func (a *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	if a.pat {
-		r.Header.Set("Authorization", "Bearer "+a.token.Reveal())
-	} else {
-		r.SetBasicAuth(a.email, a.token.Reveal())
-	}
-	r.Header.Set("Accept", "application/json")
-	resp, err := a.next.RoundTrip(r)
-	if err != nil || resp == nil || resp.Body == nil {
-		return resp, err
-	}
-	// An answer that echoes the credentials (a proxy, an error page) must not
-	// carry them into errors, logs or comments: every body is read here and
-	// scrubbed before go-jira or the bridge sees it.
-	data, rerr := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
-	resp.Body.Close()
-	if rerr == nil && len(data) > maxAnswer {
-		rerr = fmt.Errorf("Jira %s %s: the answer is larger than %d MiB", r.Method, r.URL.Path, maxAnswer>>20)
-	}
-	if rerr != nil {
-		return nil, rerr
-	}
-	tok := a.token.Reveal()
-	data = secret.Scrub(data, tok, a.email+":"+tok)
-	resp.Body = io.NopCloser(bytes.NewReader(data))
-	resp.ContentLength = int64(len(data))
-	resp.Header.Del("Content-Length")
-	return resp, nil
+	o.UnauthenticatedHint = "Jira refused the credentials: check jira.email and jira.api_token (Cloud: an API token of the integration account; Data Center: a personal access token)"
+	o.ForbiddenHint = "the Jira integration account lacks a permission (Browse projects, Add comments, Transition issues)"
+	o.HTMLHint = htmlHint
+	o.MaxBody = maxAnswer
+	return upstream.New(o)
 }
 
 // maxAnswer bounds how much of one Jira answer is read.
 const maxAnswer = 64 << 20
 
-// newHTTPClient returns the *http.Client go-jira uses: retryablehttp with
-// PassthroughErrorHandler (Jira's error bodies reach the error), retrying reads
-// on network errors, 429 and 5xx, and writes only on 429 (rejected before
-// anything happened); a write that may have landed is checked by the caller,
-// never resent blindly.
-func newHTTPClient(auth *authTransport, timeout time.Duration, retryMax int, retryWaitMax time.Duration, wrap func(http.RoundTripper) http.RoundTripper) *http.Client {
-	rc := retryablehttp.NewClient()
-	rc.HTTPClient.Timeout = timeout
-	auth.next = rc.HTTPClient.Transport
-	if wrap != nil {
-		auth.next = wrap(auth.next)
-	}
-	rc.HTTPClient.Transport = auth
-	rc.RetryMax = retryMax
-	rc.RetryWaitMin = 500 * time.Millisecond
-	rc.RetryWaitMax = retryWaitMax
-	rc.Logger = nil
-	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	rc.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
-		if ctx.Err() != nil {
-			return false, ctx.Err()
-		}
-		if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
-			return retryAfter(resp) <= retryWaitMax, nil
-		}
-		if m, _ := ctx.Value(methodKey{}).(string); m != "" && m != http.MethodGet {
-			return false, nil
-		}
-		return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
-	}
-	return &http.Client{Transport: methodTagger{&retryablehttp.RoundTripper{Client: rc}}}
-}
-
-func retryAfter(resp *http.Response) time.Duration {
-	if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	return 0
-}
-
 // apiErr turns go-jira's (response, error) pair into a clear error. go-jira
 // has already read the body into its own error when it could; when the body
 // was not JSON, the error text holds it, which is cut here so an HTML page is
 // named, not dumped.
-func apiErr(method, path string, resp *jira.Response, err error) error {
+func (s *Source) apiErr(method, path string, resp *jira.Response, err error) error {
 	if err == nil {
 		return nil
 	}
-	if strings.Contains(err.Error(), "invalid character '<'") {
-		return fmt.Errorf("Jira %s %s: %w", method, path, ErrHTML)
-	}
 	if resp == nil || resp.Response == nil {
+		if strings.Contains(err.Error(), "invalid character '<'") {
+			return s.up.HTMLError(method, path, 0)
+		}
 		return fmt.Errorf("Jira %s %s: %w", method, path, err)
 	}
-	ae := &APIError{Method: method, Path: path, Status: resp.StatusCode}
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		ae.RetryAfter = retryAfter(resp.Response)
+	if strings.Contains(err.Error(), "invalid character '<'") {
+		return s.up.HTMLError(method, path, resp.StatusCode)
 	}
+	ae := s.up.NewError(method, path, resp.Response)
 	var je *jira.Error
 	switch {
 	case errors.As(err, &je):
@@ -185,7 +94,7 @@ func apiErr(method, path string, resp *jira.Response, err error) error {
 			ae.Messages = []string{http.StatusText(resp.StatusCode)}
 		}
 	case strings.Contains(err.Error(), "<html") || strings.Contains(err.Error(), "<!DOCTYPE") || strings.Contains(resp.Header.Get("Content-Type"), "text/html"):
-		ae.Messages = []string{ErrHTML.Error()}
+		ae.Messages = []string{"Jira " + upstream.ErrHTML.Error() + " (" + htmlHint + ")"}
 	default:
 		ae.Messages = []string{legacyMessage(err.Error())}
 	}
@@ -222,58 +131,42 @@ func cut(s string, n int) string {
 	return s
 }
 
-// status returns the HTTP status of err, or 0.
-func status(err error) int {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return ae.Status
+// classify gives err its class: the kit's (401, 403 blocked), and 410, which
+// on Jira means an API removed on Cloud.
+func (s *Source) classify(err error) error {
+	if upstream.StatusOf(err) == http.StatusGone {
+		var se *isync.Error
+		if !errors.As(err, &se) {
+			return isync.Blocked("jira:gone", "Jira answered 410 Gone: this API was removed on Jira Cloud (CHANGE-2046); set jira.deployment: cloud", err)
+		}
 	}
-	return 0
-}
-
-// ambiguous reports whether a failed write may nevertheless have been applied.
-func ambiguous(err error) bool {
-	s := status(err)
-	return s == 0 || s >= 500
-}
-
-// classify maps errors that no retry will fix onto the engine's classes.
-func classify(err error) error {
-	switch s := status(err); {
-	case s == http.StatusUnauthorized:
-		return isync.Blocked("jira:unauthenticated", "Jira refused the credentials: check jira.email and jira.api_token (Cloud: an API token of the integration account; Data Center: a personal access token)", err)
-	case s == http.StatusForbidden:
-		return isync.Blocked("jira:forbidden", "the Jira integration account lacks a permission (Browse projects, Add comments, Transition issues)", err)
-	case s == http.StatusGone:
-		return isync.Blocked("jira:gone", "Jira answered 410 Gone: this API was removed on Jira Cloud (CHANGE-2046); set jira.deployment: cloud", err)
-	}
-	return err
+	return s.up.Classify(err)
 }
 
 // doJSON sends a request built with go-jira's client and decodes the answer
 // into out (nil: discard); for calls go-jira has no typed method for, or whose
 // typed structs drop fields the bridge needs.
-func doJSON(ctx context.Context, c *jira.Client, method, path string, body, out any) error {
-	req, err := c.NewRequestWithContext(ctx, method, path, body)
+func (s *Source) doJSON(ctx context.Context, method, path string, body, out any) error {
+	req, err := s.c.NewRequestWithContext(ctx, method, path, body)
 	if err != nil {
 		return fmt.Errorf("building Jira %s %s: %w", method, path, err)
 	}
-	resp, err := c.Do(req, nil)
+	resp, err := s.c.Do(req, nil)
 	if resp == nil || resp.Response == nil {
-		return apiErr(method, path, nil, err)
+		return s.apiErr(method, path, nil, err)
 	}
 	defer resp.Body.Close()
-	data, rerr := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	data, rerr := io.ReadAll(resp.Body) // read whole and capped by the kit
 	if err != nil {
-		return decodeError(method, path, resp.Response, data)
+		return s.decodeError(method, path, resp.Response, data)
 	}
 	if rerr != nil {
 		return fmt.Errorf("Jira %s %s: reading response: %w", method, path, rerr)
 	}
 	// An HTML page with a 2xx status (an SSO proxy, a maintenance page) is not
 	// Jira's answer: the call did not reach it, whether or not a body was wanted.
-	if b := bytes.TrimSpace(data); len(b) > 0 && b[0] == '<' {
-		return fmt.Errorf("Jira %s %s: %w", method, path, ErrHTML)
+	if upstream.IsHTML(http.Header{}, data) {
+		return s.up.HTMLError(method, path, resp.StatusCode)
 	}
 	if out == nil || len(bytes.TrimSpace(data)) == 0 {
 		return nil
@@ -286,15 +179,12 @@ func doJSON(ctx context.Context, c *jira.Client, method, path string, body, out 
 
 // decodeError reads Jira's error body: {"errorMessages":[…],"errors":{…}}, the
 // legacy {"errors":[…]} array, a Data Center {"message":…} or an HTML page.
-func decodeError(method, path string, resp *http.Response, body []byte) *APIError {
-	ae := &APIError{Method: method, Path: path, Status: resp.StatusCode}
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		ae.RetryAfter = retryAfter(resp)
-	}
+func (s *Source) decodeError(method, path string, resp *http.Response, body []byte) *upstream.APIError {
+	ae := s.up.NewError(method, path, resp)
 	b := bytes.TrimSpace(body)
 	switch {
 	case len(b) > 0 && b[0] == '<':
-		ae.Messages = []string{ErrHTML.Error()}
+		ae.Messages = []string{"Jira " + upstream.ErrHTML.Error() + " (" + htmlHint + ")"}
 	case len(b) > 0 && b[0] == '{':
 		var v struct {
 			ErrorMessages []string        `json:"errorMessages"`

@@ -2,13 +2,16 @@ package jira
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+	"github.com/chainguard-dev/image-request-bridge/internal/upstream"
 )
 
 // transition is one entry of GET /rest/api/2/issue/{id}/transitions
@@ -102,6 +105,9 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 		// Served by the auto policy tier while still awaiting approval: take
 		// the workflow's approval step first (it carries no comment).
 		if err := s.approve(ctx, t, list.Transitions); err != nil {
+			if strings.HasPrefix(isync.CauseOf(err), "jira:transition_") {
+				return s.blockedWithComment(ctx, t, r, body, err)
+			}
 			return err
 		}
 		// The issue is in another status now, which t.Fields[workflowField]
@@ -119,30 +125,37 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 		for _, x := range list.Transitions {
 			names = append(names, fmt.Sprintf("%q → %s", x.Name, x.To.Name))
 		}
-		return isync.Blocked("jira:transition", fmt.Sprintf("no transition named %q, nor one to a status of that name, is available from %s's status %q (available: %s); fix jira.transitions or the workflow",
-			name, t.Key, t.Fields["status"], strings.Join(names, ", ")), nil)
+		return s.blockedWithComment(ctx, t, r, body, isync.Blocked("jira:transition_missing",
+			fmt.Sprintf("no transition named %q, nor one to a status of that name, is available from %s's status %q (available: %s); fix jira.transitions or the workflow; the result was posted as a comment",
+				name, t.Key, t.Fields["status"], strings.Join(names, ", ")), nil))
 	}
 	payload := map[string]any{"transition": map[string]string{"id": tr.ID}}
 	if _, onScreen := tr.Fields["resolution"]; onScreen {
 		payload["fields"] = map[string]any{"resolution": map[string]string{"name": resolutionFor(tr, r.Outcome)}}
 	}
-	if _, takesComment := tr.Fields["comment"]; takesComment || (tr.HasScreen && tr.Fields == nil) {
+	if _, takesComment := tr.Fields["comment"]; (takesComment || (tr.HasScreen && tr.Fields == nil)) && !s.commentedAlone(t.ID) {
 		payload["update"] = map[string]any{"comment": []any{map[string]any{"add": map[string]string{"body": body}}}}
 	} else if err := s.comment(ctx, t, r, body); err != nil {
 		return err
 	}
-	err := doJSON(ctx, s.c, http.MethodPost, path, payload, nil)
+	err := s.doJSON(ctx, http.MethodPost, path, payload, nil)
 	if err == nil {
+		s.setCommentedAlone(t.ID, false)
 		return nil
 	}
-	if cached != nil && status(err) == http.StatusBadRequest {
+	if cached != nil && upstream.StatusOf(err) == http.StatusBadRequest {
 		// A cached list that no longer fits this issue (a workflow change, a
 		// condition): nothing was done; read the issue's own list and retry once.
 		s.forgetTransitions(t)
 		return s.Report(ctx, t, r)
 	}
-	if !ambiguous(err) {
-		return classify(fmt.Errorf("transitioning %s with %q: %w", t.Key, tr.Name, err))
+	if upstream.StatusOf(err) == http.StatusBadRequest {
+		// Nothing was done, and a resend will not do better: a field the
+		// screen requires, or a transition the workflow refuses.
+		return s.blockedWithComment(ctx, t, r, body, transitionRefused(t, tr, err))
+	}
+	if !upstream.Ambiguous(err) {
+		return s.classify(fmt.Errorf("transitioning %s with %q: %w", t.Key, tr.Name, err))
 	}
 	cur, gerr := s.Get(context.WithoutCancel(ctx), t.ID)
 	if gerr != nil {
@@ -166,10 +179,10 @@ func (s *Source) comment(ctx context.Context, t isync.Ticket, r isync.Report, bo
 	path := "rest/api/2/issue/" + t.ID + "/comment"
 	// A minimal body: go-jira's Comment type would also send empty author and
 	// visibility objects.
-	err := doJSON(ctx, s.c, http.MethodPost, path, map[string]string{"body": body}, nil)
-	if err == nil || !ambiguous(err) {
+	err := s.doJSON(ctx, http.MethodPost, path, map[string]string{"body": body}, nil)
+	if err == nil || !upstream.Ambiguous(err) {
 		if err != nil {
-			return classify(fmt.Errorf("commenting on %s: %w", t.Key, err))
+			return s.classify(fmt.Errorf("commenting on %s: %w", t.Key, err))
 		}
 		return nil
 	}
@@ -188,8 +201,8 @@ func (s *Source) hasComment(ctx context.Context, t isync.Ticket, r isync.Report)
 		} `json:"comments"`
 	}
 	q := url.Values{"orderBy": {"-created"}, "maxResults": {"100"}}
-	if err := doJSON(ctx, s.c, http.MethodGet, "rest/api/2/issue/"+t.ID+"/comment?"+q.Encode(), nil, &page); err != nil {
-		return false, classify(fmt.Errorf("reading comments of %s: %w", t.Key, err))
+	if err := s.doJSON(ctx, http.MethodGet, "rest/api/2/issue/"+t.ID+"/comment?"+q.Encode(), nil, &page); err != nil {
+		return false, s.classify(fmt.Errorf("reading comments of %s: %w", t.Key, err))
 	}
 	sig := signature(r)
 	for _, c := range page.Comments {
@@ -216,12 +229,15 @@ func hasAll(body string, lines []string) bool {
 func (s *Source) approve(ctx context.Context, t isync.Ticket, ts []transition) error {
 	tr, ok := pickTransition(ts, s.o.ApproveTransition)
 	if !ok {
-		return isync.Blocked("jira:transition", fmt.Sprintf("the policy lets the bridge serve %s without approval, but no transition named %q is available from its status %q; fix jira.transitions.approve",
+		return isync.Blocked("jira:transition_missing", fmt.Sprintf("the policy lets the bridge serve %s without approval, but no transition named %q is available from its status %q; fix jira.transitions.approve; the result was posted as a comment",
 			t.Key, s.o.ApproveTransition, t.Fields["status"]), nil)
 	}
 	payload := map[string]any{"transition": map[string]string{"id": tr.ID}}
-	if err := doJSON(ctx, s.c, http.MethodPost, "rest/api/2/issue/"+t.ID+"/transitions", payload, nil); err != nil {
-		return classify(fmt.Errorf("approving %s with %q: %w", t.Key, tr.Name, err))
+	if err := s.doJSON(ctx, http.MethodPost, "rest/api/2/issue/"+t.ID+"/transitions", payload, nil); err != nil {
+		if upstream.StatusOf(err) == http.StatusBadRequest {
+			return transitionRefused(t, tr, err)
+		}
+		return s.classify(fmt.Errorf("approving %s with %q: %w", t.Key, tr.Name, err))
 	}
 	return nil
 }
@@ -292,8 +308,8 @@ func (s *Source) readTransitions(ctx context.Context, id, key, wf string) ([]tra
 	var list struct {
 		Transitions []transition `json:"transitions"`
 	}
-	if err := doJSON(ctx, s.c, http.MethodGet, "rest/api/2/issue/"+id+"/transitions?expand=transitions.fields", nil, &list); err != nil {
-		return nil, classify(fmt.Errorf("listing transitions of %s: %w", key, err))
+	if err := s.doJSON(ctx, http.MethodGet, "rest/api/2/issue/"+id+"/transitions?expand=transitions.fields", nil, &list); err != nil {
+		return nil, s.classify(fmt.Errorf("listing transitions of %s: %w", key, err))
 	}
 	if wf != "" {
 		s.mu.Lock()
@@ -328,4 +344,64 @@ func (s *Source) prefetchTransitions(ctx context.Context, t isync.Ticket) {
 		defer cancel()
 		return s.readTransitions(ctx, id, key, wf)
 	})
+}
+
+// transitionRefused is the Blocked error of a transition Jira answered 400:
+// a field the transition's screen requires (cause
+// "jira:transition_field:<field id>"), or else a transition it refuses
+// ("jira:transition_refused"). Nothing was done; no resend will succeed
+// until the workflow or the configuration changes.
+func transitionRefused(t isync.Ticket, tr transition, err error) error {
+	err = fmt.Errorf("transitioning %s with %q: %w", t.Key, tr.Name, err)
+	var ae *upstream.APIError
+	if errors.As(err, &ae) && len(ae.Fields) > 0 {
+		fields := make([]string, 0, len(ae.Fields))
+		for f := range ae.Fields {
+			fields = append(fields, f)
+		}
+		sort.Strings(fields)
+		f := fields[0]
+		return isync.Blocked("jira:transition_field:"+f, fmt.Sprintf("Jira refused the transition %q of %s because of the field %s: %s; give the field a default on the transition's screen, make it optional, or pick another transition in jira.transitions; the result was posted as a comment",
+			tr.Name, t.Key, f, ae.Fields[f]), err)
+	}
+	msg := "HTTP 400"
+	if ae != nil && len(ae.Messages) > 0 {
+		msg = strings.Join(ae.Messages, "; ")
+	}
+	return isync.Blocked("jira:transition_refused", fmt.Sprintf("Jira refused the transition %q of %s: %s; fix the workflow or jira.transitions; the result was posted as a comment",
+		tr.Name, t.Key, msg), err)
+}
+
+// blockedWithComment posts the result comment alone (unless an earlier
+// attempt did: the marker check), so that the requester learns the image
+// exists while the transition cannot be made, then returns blocked. A
+// failure to comment is returned instead.
+func (s *Source) blockedWithComment(ctx context.Context, t isync.Ticket, r isync.Report, body string, blocked error) error {
+	if err := s.comment(ctx, t, r, body); err != nil {
+		return err
+	}
+	s.setCommentedAlone(t.ID, true)
+	return blocked
+}
+
+// commentedAlone reports whether the result comment of issue id was posted
+// alone by blockedWithComment: the transition that follows, once it can be
+// made, must not carry it again.
+func (s *Source) commentedAlone(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.alone[id]
+}
+
+func (s *Source) setCommentedAlone(id string, v bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !v {
+		delete(s.alone, id)
+		return
+	}
+	if s.alone == nil {
+		s.alone = map[string]bool{}
+	}
+	s.alone[id] = true
 }

@@ -16,8 +16,10 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/chainguard-dev/image-request-bridge/internal/ratelimit"
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+	"github.com/chainguard-dev/image-request-bridge/internal/upstream"
 )
 
 // Name is the source's name in the store, logs and notes.
@@ -43,11 +45,16 @@ type Options struct {
 	ApproveTransition string
 	PageSize          int           // issues per search page (default 50)
 	Timeout           time.Duration // per HTTP request (default 30s)
-	RetryMax          int           // retries of a read (default 4)
+	RetryMax          int           // retries of a read in place (default 4; negative: none)
 	RetryWaitMax      time.Duration // longest wait between retries and longest Retry-After honoured in place (default 30s)
 	Logger            zerolog.Logger
-	// WrapTransport, when set, wraps the HTTP transport (metrics).
+	// WrapTransport, when set, wraps the HTTP transport each attempt goes
+	// through (metrics).
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Limiter paces the calls to Jira and holds its pause when it asks for a
+	// long rest (nil: pauses only). Use it rather than a limiter in
+	// WrapTransport.
+	Limiter *ratelimit.Limiter
 	// AwaitingJQL, when set, selects requests still awaiting approval, listed
 	// marked AwaitingApproval for the auto policy tier
 	// (e.g. project = IMG AND status = "Waiting for approval").
@@ -56,12 +63,14 @@ type Options struct {
 
 // Source reads and reports Jira issues.
 type Source struct {
-	o Options
-	c *jira.Client
+	o  Options
+	c  *jira.Client
+	up *upstream.Client
 
 	mu         stdsync.Mutex
 	trCache    map[string]cachedTransitions // by workflowField
 	trFetch    singleflight.Group           // one transition read per workflowField at a time
+	alone      map[string]bool              // issue ids whose result comment was posted alone (blockedWithComment)
 	maySkip    bool                         // the last Approved may have skipped issues (PagingMaySkip)
 	ready      bool
 	deployment string            // resolved: cloud or datacenter
@@ -96,11 +105,8 @@ func New(o Options) (*Source, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
 	}
-	if o.RetryMax == 0 {
-		o.RetryMax = 4
-	}
 	if o.RetryWaitMax <= 0 {
-		o.RetryWaitMax = 30 * time.Second
+		o.RetryWaitMax = upstream.DefaultRetryWaitMax
 	}
 	u, err := url.Parse(o.URL)
 	if err != nil || u.Scheme == "" || u.Host == "" {
@@ -109,13 +115,19 @@ func New(o Options) (*Source, error) {
 	// Cloud: basic auth with email + API token. Data Center: the token is a
 	// personal access token sent as a Bearer, unless an email (user name) is
 	// given, for instances that still take basic auth.
-	auth := &authTransport{email: o.Email, token: o.APIToken, pat: o.Email == ""}
-	c, err := jira.NewClient(newHTTPClient(auth, o.Timeout, o.RetryMax, o.RetryWaitMax, o.WrapTransport), o.URL)
+	up := newUpstream(o.Email, o.APIToken, upstream.Options{
+		Timeout:       o.Timeout,
+		RetryMax:      o.RetryMax,
+		RetryWaitMax:  o.RetryWaitMax,
+		Limiter:       o.Limiter,
+		WrapTransport: o.WrapTransport,
+	})
+	c, err := jira.NewClient(up.HTTPClient(), o.URL)
 	if err != nil {
 		return nil, fmt.Errorf("jira: %w", err)
 	}
 	where, _ := splitOrderBy(o.JQL)
-	return &Source{o: o, c: c, where: where}, nil
+	return &Source{o: o, c: c, up: up, where: where}, nil
 }
 
 // Name implements isync.Source.
@@ -134,8 +146,8 @@ func (s *Source) init(ctx context.Context) error {
 		var info struct {
 			DeploymentType string `json:"deploymentType"`
 		}
-		if err := doJSON(ctx, s.c, http.MethodGet, "rest/api/2/serverInfo", nil, &info); err != nil {
-			return classify(fmt.Errorf("detecting the Jira deployment: %w", err))
+		if err := s.doJSON(ctx, http.MethodGet, "rest/api/2/serverInfo", nil, &info); err != nil {
+			return s.classify(fmt.Errorf("detecting the Jira deployment: %w", err))
 		}
 		dep = DataCenter
 		if strings.EqualFold(info.DeploymentType, "Cloud") {
@@ -144,7 +156,7 @@ func (s *Source) init(ctx context.Context) error {
 	}
 	fields, resp, err := s.c.Field.GetListWithContext(ctx)
 	if err != nil {
-		return classify(fmt.Errorf("listing Jira fields: %w", apiErr(http.MethodGet, "/rest/api/2/field", resp, err)))
+		return s.classify(fmt.Errorf("listing Jira fields: %w", s.apiErr(http.MethodGet, "/rest/api/2/field", resp, err)))
 	}
 	ids := map[string]string{}
 	for _, want := range append([]string{s.o.ImageField, s.o.JustificationField}, s.o.ExtraFields...) {
@@ -296,11 +308,11 @@ func (s *Source) searchCloud(ctx context.Context, jql string, fn func([]jira.Iss
 	for {
 		issues, resp, err := s.c.Issue.SearchV2JQLWithContext(ctx, jql, opts)
 		if err != nil {
-			err = apiErr(http.MethodGet, "/rest/api/2/search/jql", resp, err)
-			if status(err) == http.StatusNotFound {
+			err = s.apiErr(http.MethodGet, "/rest/api/2/search/jql", resp, err)
+			if upstream.StatusOf(err) == http.StatusNotFound {
 				return isync.Blocked("jira:config", "Jira has no /rest/api/2/search/jql: this looks like Jira Data Center; set jira.deployment: datacenter", err)
 			}
-			return classify(fmt.Errorf("searching Jira: %w", err))
+			return s.classify(fmt.Errorf("searching Jira: %w", err))
 		}
 		if err := fn(issues); err != nil {
 			return err
@@ -322,11 +334,11 @@ func (s *Source) searchDC(ctx context.Context, jql string, fn func([]jira.Issue)
 	for {
 		issues, resp, err := s.c.Issue.SearchWithContext(ctx, jql, opts)
 		if err != nil {
-			err = apiErr(http.MethodGet, "/rest/api/2/search", resp, err)
-			if status(err) == http.StatusGone {
+			err = s.apiErr(http.MethodGet, "/rest/api/2/search", resp, err)
+			if upstream.StatusOf(err) == http.StatusGone {
 				return isync.Blocked("jira:config", "Jira answered 410 Gone for /rest/api/2/search: this is Jira Cloud (CHANGE-2046); set jira.deployment: cloud", err)
 			}
-			return classify(fmt.Errorf("searching Jira: %w", err))
+			return s.classify(fmt.Errorf("searching Jira: %w", err))
 		}
 		if err := fn(issues); err != nil {
 			return err
@@ -384,7 +396,7 @@ func (s *Source) Get(ctx context.Context, id string) (isync.Ticket, error) {
 	}
 	issue, resp, err := s.c.Issue.GetWithContext(ctx, id, &jira.GetQueryOptions{Fields: strings.Join(s.searchFields(), ",")})
 	if err != nil {
-		return isync.Ticket{}, classify(fmt.Errorf("reading Jira issue %s: %w", id, apiErr(http.MethodGet, "/rest/api/2/issue/"+id, resp, err)))
+		return isync.Ticket{}, s.classify(fmt.Errorf("reading Jira issue %s: %w", id, s.apiErr(http.MethodGet, "/rest/api/2/issue/"+id, resp, err)))
 	}
 	return s.ticket(issue), nil
 }
@@ -461,8 +473,8 @@ func fieldText(v any) string {
 
 // Check makes one authenticated read, for `validate --online` and readiness.
 func (s *Source) Check(ctx context.Context) error {
-	if err := doJSON(ctx, s.c, http.MethodGet, "rest/api/2/myself", nil, nil); err != nil {
-		return classify(fmt.Errorf("jira: %w", err))
+	if err := s.doJSON(ctx, http.MethodGet, "rest/api/2/myself", nil, nil); err != nil {
+		return s.classify(fmt.Errorf("jira: %w", err))
 	}
 	return s.init(ctx)
 }

@@ -2,12 +2,14 @@ package jira_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chainguard-dev/image-request-bridge/connectors/jira"
 	jfake "github.com/chainguard-dev/image-request-bridge/internal/fake/jira"
+	"github.com/chainguard-dev/image-request-bridge/internal/ratelimit"
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
@@ -136,8 +138,10 @@ func TestGet(t *testing.T) {
 	}
 }
 
-// A transition that does not exist from the issue's status is a blocked
-// error naming what is available.
+// A transition that does not exist from the issue's status blocks with the
+// stable cause jira:transition_missing naming what is available; the result
+// comment is posted alone, once however often the report is retried, so that
+// the requester learns the image exists.
 func TestMissingTransitionIsBlocked(t *testing.T) {
 	f := jfake.New()
 	defer f.Close()
@@ -147,32 +151,106 @@ func TestMissingTransitionIsBlocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = src.Report(ctx(t), tk, isync.Report{Outcome: isync.OutcomeProvisioned, Marker: "m", Fields: []isync.Field{{Name: "Result", Value: "ok"}}})
-	if isync.ClassOf(err) != isync.ClassBlocked || !strings.Contains(err.Error(), "Ship it") || !strings.Contains(err.Error(), "Done") {
-		t.Fatalf("err = %v", err)
+	for range 2 {
+		err = src.Report(ctx(t), tk, isync.Report{Outcome: isync.OutcomeProvisioned, Marker: "m", Fields: []isync.Field{{Name: "Result", Value: "ok"}}})
+		if isync.ClassOf(err) != isync.ClassBlocked || isync.CauseOf(err) != "jira:transition_missing" ||
+			!strings.Contains(err.Error(), "Ship it") || !strings.Contains(err.Error(), "Done") {
+			t.Fatalf("err = %v (cause %q)", err, isync.CauseOf(err))
+		}
 	}
-	if len(f.Comments(is.Key)) != 0 {
-		t.Error("a comment was posted although the issue cannot be transitioned")
+	if n := len(f.Comments(is.Key)); n != 1 {
+		t.Errorf("%d comments, want the result comment once", n)
 	}
 }
 
-// A 429 with a short Retry-After is honoured; a long one goes back to the engine.
+// A transition refused with 400 because of a field its screen requires
+// blocks with a cause naming the field and a reason naming the field and the
+// transition; the comment is posted alone, once; once the workflow is fixed
+// the transition goes through without a second comment.
+func TestRequiredFieldOnTransitionIsBlocked(t *testing.T) {
+	f := jfake.New()
+	defer f.Close()
+	is := f.AddIssue(jfake.Issue{Fields: map[string]any{f.FieldID("Image name"): "python"}})
+	src := newSource(t, f, jira.Cloud, nil)
+	tk, err := src.Get(ctx(t), is.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := isync.Report{Outcome: isync.OutcomeProvisioned, Marker: "m", Fields: []isync.Field{{Name: "Result", Value: "ok"}}}
+	f.InjectFault(jfake.Fault{Method: "POST", PathContains: "/transitions", Status: 400,
+		Body: `{"errorMessages":[],"errors":{"customfield_10070":"Team is required."}}`, Times: 100})
+	for range 2 {
+		err = src.Report(ctx(t), tk, rep)
+		if isync.ClassOf(err) != isync.ClassBlocked || isync.CauseOf(err) != "jira:transition_field:customfield_10070" {
+			t.Fatalf("err = %v (cause %q), want blocked jira:transition_field:customfield_10070", err, isync.CauseOf(err))
+		}
+		if reason := isync.ReasonOf(err); !strings.Contains(reason, "Team is required.") || !strings.Contains(reason, `"Done"`) {
+			t.Errorf("reason %q does not name the field and the transition", reason)
+		}
+	}
+	if n := len(f.Comments(is.Key)); n != 1 {
+		t.Fatalf("%d comments, want the result comment once", n)
+	}
+	f.ClearFaults()
+	if err := src.Report(ctx(t), tk, rep); err != nil {
+		t.Fatalf("after the fix: %v", err)
+	}
+	if cur, _ := f.Issue(is.Key); cur.Status != "Done" || len(f.Comments(is.Key)) != 1 {
+		t.Fatalf("status %s, %d comments; want Done and 1", cur.Status, len(f.Comments(is.Key)))
+	}
+}
+
+// 401 means the same on every connector: blocked, cause
+// "<source>:unauthenticated".
+func TestUnauthenticatedIsBlocked(t *testing.T) {
+	f := jfake.New()
+	defer f.Close()
+	src := newSource(t, f, jira.Cloud, nil)
+	f.InjectFault(jfake.Fault{Status: 401, Times: 100})
+	_, err := list(src, ctx(t))
+	if isync.ClassOf(err) != isync.ClassBlocked || isync.CauseOf(err) != "jira:unauthenticated" {
+		t.Fatalf("err = %v (cause %q), want blocked jira:unauthenticated", err, isync.CauseOf(err))
+	}
+}
+
+// A 429 with a short Retry-After is waited in place and the listing goes
+// through; a long one is never slept in place: it pauses Jira and ends the
+// call at once, and later calls fail at once until the pause is over.
 func TestRateLimit(t *testing.T) {
 	f := jfake.New()
 	defer f.Close()
 	f.AddIssue(jfake.Issue{Fields: map[string]any{f.FieldID("Image name"): "python"}})
-	src := newSource(t, f, jira.Cloud, nil)
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	clk := ratelimit.NewVirtualClock(t0)
+	lim := ratelimit.New(0, 1, 0, ratelimit.WithClock(clk), ratelimit.WithName(jira.Name))
+	src := newSource(t, f, jira.Cloud, func(o *jira.Options) { o.RetryWaitMax = 0; o.Limiter = lim })
+	// An hour's deadline, longer than any Retry-After here: only the retry
+	// policy, not the deadline, may keep a call from sleeping one out.
+	long, cancel := context.WithTimeout(t.Context(), time.Hour)
+	defer cancel()
 	f.InjectFault(jfake.Fault{PathContains: "/search/jql", Status: 429, RetryAfter: 1})
-	start := time.Now()
-	if got, err := list(src, ctx(t)); err != nil || len(got) != 1 {
+	if got, err := list(src, long); err != nil || len(got) != 1 {
 		t.Fatalf("%v %d", err, len(got))
 	}
-	if time.Since(start) < 900*time.Millisecond {
+	if clk.Now().Sub(t0) < time.Second {
 		t.Error("Retry-After not honoured")
 	}
-	f.InjectFault(jfake.Fault{PathContains: "/search/jql", Status: 429, RetryAfter: 600, Times: 10})
-	if _, err := list(src, ctx(t)); err == nil || !strings.Contains(err.Error(), "429") {
+	f.InjectFault(jfake.Fault{PathContains: "/search/jql", Status: 503, RetryAfter: 600, Times: 10})
+	before := clk.Now()
+	if _, err := list(src, long); err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "paused until") {
 		t.Fatalf("long Retry-After: err = %v", err)
+	}
+	if clk.Now() != before || !lim.PausedUntil().After(before.Add(time.Minute)) {
+		t.Fatalf("waited %s in place; paused until %s", clk.Now().Sub(before), lim.PausedUntil())
+	}
+	var pe *ratelimit.PausedError
+	if _, err := list(src, long); !errors.As(err, &pe) {
+		t.Fatalf("during the pause: err = %v", err)
+	}
+	clk.Advance(lim.PausedUntil().Sub(clk.Now()))
+	f.ClearFaults()
+	if got, err := list(src, long); err != nil || len(got) != 1 {
+		t.Fatalf("after the pause: %v %d", err, len(got))
 	}
 }
 

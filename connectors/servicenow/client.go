@@ -5,6 +5,9 @@
 //
 // API: https://docs.servicenow.com (REST API reference, Table API):
 // GET/PATCH /api/now/table/{table}[/{sys_id}], POST /oauth_token.do.
+//
+// Retries, Retry-After, rate limits, error classes, HTML pages and the
+// scrubbing of credentials are the upstream kit's (internal/upstream).
 package servicenow
 
 import (
@@ -16,49 +19,17 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	stdsync "sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-retryablehttp"
 	"github.com/rs/zerolog"
 
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+	"github.com/chainguard-dev/image-request-bridge/internal/upstream"
 )
-
-// maxBody caps how much of a response is read (a page of 1000 RITMs is far less).
-const maxBody = 32 << 20
-
-// APIError is a non-2xx answer from ServiceNow, decoded from its
-// {"error":{"message","detail"},"status":"failure"} body when there is one.
-type APIError struct {
-	Method     string
-	Path       string
-	Status     int
-	Message    string
-	Detail     string
-	RetryAfter time.Duration // from Retry-After on 429
-}
-
-func (e *APIError) Error() string {
-	msg := fmt.Sprintf("ServiceNow %s %s: HTTP %d", e.Method, e.Path, e.Status)
-	if e.Message != "" {
-		msg += ": " + e.Message
-	}
-	if e.Detail != "" {
-		msg += " (" + e.Detail + ")"
-	}
-	if e.RetryAfter > 0 {
-		msg += fmt.Sprintf("; retry after %s", e.RetryAfter)
-	}
-	return msg
-}
-
-// ErrHTML is returned when ServiceNow answers with an HTML page instead of JSON:
-// a hibernating developer instance, a maintenance page or an SSO proxy.
-var ErrHTML = errors.New("ServiceNow answered with an HTML page instead of JSON (is the instance hibernating, under maintenance or behind an SSO proxy?)")
 
 // Auth holds the integration user's credentials.
 type Auth struct {
@@ -71,11 +42,12 @@ type Auth struct {
 	GrantType    string // "password" (default) or "client_credentials"
 }
 
-// client is a Table API client over go-retryablehttp.
+// client is a Table API client over the upstream kit.
 type client struct {
 	base *url.URL
 	auth Auth
-	http *retryablehttp.Client
+	api  *upstream.Client // Table API calls, authorized
+	tok  *upstream.Client // the OAuth grant: no Authorization, no refresh
 	log  zerolog.Logger
 
 	tokMu     stdsync.Mutex
@@ -83,72 +55,43 @@ type client struct {
 	refresh   string
 	expiresAt time.Time
 	now       func() time.Time
+	// secrets is what answers are scrubbed of; read without tokMu, which a
+	// grant in flight holds.
+	secrets atomic.Pointer[[]string]
 }
 
-type methodKey struct{}
-
-// newClient builds the HTTP client. GETs retry on network errors, 429 and 5xx
-// (honouring Retry-After up to retryWaitMax); writes retry only on 429, which
-// ServiceNow sends before doing anything: a write that may have landed is never
-// resent blindly (a retried PATCH with work_notes duplicates the note).
-func newClient(base string, auth Auth, timeout time.Duration, retryMax int, retryWaitMax time.Duration, log zerolog.Logger) (*client, error) {
+// newClient builds the HTTP client; see upstream's retry rule. A retried
+// PATCH with work_notes would duplicate the note, so a write that may have
+// landed is never resent: Report re-reads instead.
+func newClient(base string, auth Auth, o upstream.Options, log zerolog.Logger) (*client, error) {
 	u, err := url.Parse(strings.TrimRight(base, "/"))
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("servicenow: instance_url %q is not an absolute URL", base)
 	}
-	rc := retryablehttp.NewClient()
-	rc.HTTPClient.Timeout = timeout
-	rc.RetryMax = retryMax
-	rc.RetryWaitMin = 500 * time.Millisecond
-	rc.RetryWaitMax = retryWaitMax
-	rc.Logger = nil
-	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	rc.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
-		if ctx.Err() != nil {
-			return false, ctx.Err()
+	c := &client{base: u, auth: auth, log: log, now: time.Now}
+	c.setSecretsLocked()
+	o.Name, o.Display = Name, "ServiceNow"
+	o.Secrets = func() []string { return *c.secrets.Load() }
+	o.UnauthenticatedHint = "ServiceNow refused the credentials: check servicenow.username and servicenow.password (or the OAuth client) of the integration user"
+	o.ForbiddenHint = "the ServiceNow integration user lacks a role or an ACL (read on sc_req_item and its variables, write on its work_notes, state and close_notes)"
+	o.HTMLHint = "is the instance hibernating, under maintenance or behind an SSO proxy?"
+	c.tok = upstream.New(o) // shares o.Limiter: one upstream
+	o.Limiter = c.tok.Limiter()
+	o.Authorize = c.authorize
+	if auth.ClientID != "" {
+		o.Refresh = func(context.Context) bool {
+			c.tokMu.Lock()
+			defer c.tokMu.Unlock()
+			c.token = "" // force a new grant
+			return true
 		}
-		if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
-			// Retry in the client only when ServiceNow asks for a short wait; a long
-			// Retry-After (rate-limit rules are hourly) goes back to the engine.
-			if ra := retryAfter(resp); ra > retryWaitMax {
-				return false, nil
-			}
-			return true, nil
-		}
-		if m, _ := ctx.Value(methodKey{}).(string); m != http.MethodGet {
-			return false, nil
-		}
-		return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
 	}
-	return &client{base: u, auth: auth, http: rc, log: log, now: time.Now}, nil
+	c.api = upstream.New(o)
+	return c, nil
 }
 
-func retryAfter(resp *http.Response) time.Duration {
-	if resp == nil {
-		return 0
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	return 0
-}
-
-// do sends one request and decodes a JSON answer into out (nil: discard).
-// A 401 with OAuth refreshes the token and resends once: ServiceNow rejected the
-// request before doing anything, so that resend is safe for writes too.
+// do sends one call and decodes a JSON answer into out (nil: discard).
 func (c *client) do(ctx context.Context, method, path string, query url.Values, body any, out any) (http.Header, error) {
-	hdr, err := c.doOnce(ctx, method, path, query, body, out)
-	var ae *APIError
-	if c.auth.ClientID != "" && errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
-		c.tokMu.Lock()
-		c.token = "" // force a new grant
-		c.tokMu.Unlock()
-		hdr, err = c.doOnce(ctx, method, path, query, body, out)
-	}
-	return hdr, err
-}
-
-func (c *client) doOnce(ctx context.Context, method, path string, query url.Values, body any, out any) (http.Header, error) {
 	u := *c.base
 	u.Path = c.base.Path + path
 	u.RawQuery = query.Encode() // sorted keys: request logs compare
@@ -160,7 +103,7 @@ func (c *client) doOnce(ctx context.Context, method, path string, query url.Valu
 		}
 		rdr = bytes.NewReader(b)
 	}
-	req, err := retryablehttp.NewRequestWithContext(context.WithValue(ctx, methodKey{}, method), method, u.String(), rdr)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rdr)
 	if err != nil {
 		return nil, fmt.Errorf("building %s %s: %w", method, path, err)
 	}
@@ -168,30 +111,17 @@ func (c *client) doOnce(ctx context.Context, method, path string, query url.Valu
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if err := c.authorize(ctx, req.Request); err != nil {
-		return nil, err
-	}
-	resp, err := c.http.Do(req)
+	resp, err := c.api.Do(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the method and path say enough; the full URL repeats the whole query
-		}
 		return nil, fmt.Errorf("ServiceNow %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return nil, fmt.Errorf("ServiceNow %s %s: reading response: %w", method, path, err)
-	}
-	c.tokMu.Lock()
-	data = c.scrubLocked(data)
-	c.tokMu.Unlock()
-	if looksHTML(resp, data) {
-		return nil, fmt.Errorf("ServiceNow %s %s: HTTP %d: %w", method, path, resp.StatusCode, ErrHTML)
+	data, _ := io.ReadAll(resp.Body) // read whole and capped by the kit
+	if upstream.IsHTML(resp.Header, data) {
+		return nil, c.api.HTMLError(method, path, resp.StatusCode)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		ae := &APIError{Method: method, Path: path, Status: resp.StatusCode}
+		ae := c.api.NewError(method, path, resp)
 		var eb struct {
 			Error struct {
 				Message string `json:"message"`
@@ -200,16 +130,16 @@ func (c *client) doOnce(ctx context.Context, method, path string, query url.Valu
 			OAuthError string `json:"error_description"`
 		}
 		if json.Unmarshal(data, &eb) == nil {
-			ae.Message = eb.Error.Message
+			msg := eb.Error.Message
+			if msg == "" {
+				msg = eb.OAuthError
+			}
+			if msg != "" {
+				ae.Messages = []string{msg}
+			}
 			if d, ok := eb.Error.Detail.(string); ok {
 				ae.Detail = d
 			}
-			if ae.Message == "" {
-				ae.Message = eb.OAuthError
-			}
-		}
-		if resp.StatusCode == http.StatusTooManyRequests {
-			ae.RetryAfter = retryAfter(resp)
 		}
 		return resp.Header, ae
 	}
@@ -227,25 +157,28 @@ func (c *client) doOnce(ctx context.Context, method, path string, query url.Valu
 		} `json:"error"`
 	}
 	if json.Unmarshal(data, &eb) == nil && eb.Error != nil && eb.Error.Message != "" {
-		return resp.Header, &APIError{Method: method, Path: path, Status: resp.StatusCode, Message: eb.Error.Message}
+		ae := c.api.NewError(method, path, resp)
+		ae.Messages = []string{eb.Error.Message}
+		return resp.Header, ae
 	}
 	return resp.Header, nil
 }
 
-func looksHTML(resp *http.Response, data []byte) bool {
-	if strings.Contains(resp.Header.Get("Content-Type"), "text/html") {
-		return true
+// message returns the first message of err's *upstream.APIError, or "".
+func message(err error) string {
+	var ae *upstream.APIError
+	if errors.As(err, &ae) && len(ae.Messages) > 0 {
+		return ae.Messages[0]
 	}
-	t := bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")))
-	return len(t) > 0 && t[0] == '<'
+	return ""
 }
 
-func (c *client) authorize(ctx context.Context, req *http.Request) error {
+func (c *client) authorize(req *http.Request) error {
 	if c.auth.ClientID == "" {
 		req.SetBasicAuth(c.auth.Username, c.auth.Password.Reveal())
 		return nil
 	}
-	tok, err := c.bearer(ctx)
+	tok, err := c.bearer(req.Context())
 	if err != nil {
 		return err
 	}
@@ -265,7 +198,7 @@ func (c *client) bearer(ctx context.Context) (string, error) {
 		form := c.baseForm()
 		form.Set("grant_type", "refresh_token")
 		form.Set("refresh_token", c.refresh)
-		if tok, err := c.grant(ctx, form); err == nil {
+		if tok, err := c.grantLocked(ctx, form); err == nil {
 			return tok, nil
 		}
 		c.refresh = "" // expired or revoked: start over with the configured grant
@@ -278,29 +211,31 @@ func (c *client) bearer(ctx context.Context) (string, error) {
 		form.Set("username", c.auth.Username)
 		form.Set("password", c.auth.Password.Reveal())
 	}
-	return c.grant(ctx, form)
+	return c.grantLocked(ctx, form)
 }
 
 func (c *client) baseForm() url.Values {
 	return url.Values{"client_id": {c.auth.ClientID}, "client_secret": {c.auth.ClientSecret.Reveal()}}
 }
 
-func (c *client) grant(ctx context.Context, form url.Values) (string, error) {
+// grantLocked POSTs the OAuth grant. It is a write to the kit: retried only
+// on a 429 (the instance did nothing), never after a lost answer. The caller
+// holds tokMu.
+func (c *client) grantLocked(ctx context.Context, form url.Values) (string, error) {
 	u := *c.base
 	u.Path = c.base.Path + "/oauth_token.do"
-	req, err := retryablehttp.NewRequestWithContext(context.WithValue(ctx, methodKey{}, http.MethodGet), http.MethodPost, u.String(), strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", fmt.Errorf("building OAuth token request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
+	resp, err := c.tok.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("ServiceNow OAuth token request: %w", err)
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	data = c.scrubLocked(data)
+	data, _ := io.ReadAll(resp.Body)
 	var tr struct {
 		AccessToken  string `json:"access_token"`
 		RefreshToken string `json:"refresh_token"`
@@ -308,8 +243,12 @@ func (c *client) grant(ctx context.Context, form url.Values) (string, error) {
 		Error        string `json:"error"`
 		ErrorDesc    string `json:"error_description"`
 	}
-	if looksHTML(resp, data) {
-		return "", fmt.Errorf("ServiceNow OAuth token request: %w", ErrHTML)
+	if upstream.IsHTML(resp.Header, data) {
+		return "", c.tok.HTMLError(http.MethodPost, "/oauth_token.do", resp.StatusCode)
+	}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+		ae := c.tok.NewError(http.MethodPost, "/oauth_token.do", resp)
+		return "", isync.Retryable(fmt.Errorf("ServiceNow OAuth token request: %w", ae))
 	}
 	if err := json.Unmarshal(data, &tr); err != nil || resp.StatusCode != http.StatusOK || tr.AccessToken == "" {
 		// Never echo the form: it holds the client secret and password.
@@ -317,6 +256,7 @@ func (c *client) grant(ctx context.Context, form url.Values) (string, error) {
 			fmt.Errorf("POST /oauth_token.do: HTTP %d %s %s", resp.StatusCode, tr.Error, tr.ErrorDesc))
 	}
 	c.token, c.refresh = tr.AccessToken, tr.RefreshToken
+	c.setSecretsLocked()
 	if tr.ExpiresIn <= 0 {
 		tr.ExpiresIn = 1799
 	}
@@ -324,11 +264,11 @@ func (c *client) grant(ctx context.Context, form url.Values) (string, error) {
 	return c.token, nil
 }
 
-// scrubLocked removes from an answer every credential this client sends
-// (password, client secret, OAuth tokens, the Basic auth pair), so that an
-// instance or proxy echoing them cannot carry them into errors, logs or
-// notes. The caller holds tokMu.
-func (c *client) scrubLocked(data []byte) []byte {
+// setSecretsLocked records every credential this client sends (password,
+// client secret, OAuth tokens, the Basic auth pair), scrubbed from every
+// answer so that an instance or proxy echoing them cannot carry them into
+// errors, logs or notes. The caller holds tokMu (or owns c).
+func (c *client) setSecretsLocked() {
 	vals := []string{c.token, c.refresh}
 	if p := c.auth.Password.Reveal(); p != "" {
 		vals = append(vals, p, c.auth.Username+":"+p)
@@ -336,15 +276,14 @@ func (c *client) scrubLocked(data []byte) []byte {
 	if cs := c.auth.ClientSecret.Reveal(); cs != "" {
 		vals = append(vals, cs, c.auth.ClientID+":"+cs)
 	}
-	return secret.Scrub(data, vals...)
+	c.secrets.Store(&vals)
 }
 
 // list GETs a table and returns the response headers (Link, X-Total-Count).
 // A v1-style 404 on an empty result is an empty page, not an error.
 func (c *client) list(ctx context.Context, path string, query url.Values, out *listResponse) (http.Header, error) {
 	hdr, err := c.do(ctx, http.MethodGet, path, query, nil, out)
-	var ae *APIError
-	if errors.As(err, &ae) && ae.Status == http.StatusNotFound && ae.Message == "No Record found" {
+	if upstream.StatusOf(err) == http.StatusNotFound && message(err) == "No Record found" {
 		out.Result = nil
 		return http.Header{}, nil
 	}

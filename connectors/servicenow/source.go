@@ -13,7 +13,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/chainguard-dev/image-request-bridge/internal/ratelimit"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
+	"github.com/chainguard-dev/image-request-bridge/internal/upstream"
 )
 
 // Name is the source's name in the store, logs and notes.
@@ -34,11 +36,16 @@ type Options struct {
 	ClosedIncomplete      string        // state value written on rejection (default "4")
 	PageSize              int           // rows per page (default 100)
 	Timeout               time.Duration // per HTTP request (default 30s)
-	RetryMax              int           // retries of a GET (default 4)
+	RetryMax              int           // retries of a read in place (default 4; negative: none)
 	RetryWaitMax          time.Duration // longest wait between retries, and longest Retry-After honoured in place (default 30s)
 	Logger                zerolog.Logger
-	// WrapTransport, when set, wraps the HTTP transport (metrics).
+	// WrapTransport, when set, wraps the HTTP transport each attempt goes
+	// through (metrics).
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Limiter paces the calls to the instance and holds its pause when it
+	// asks for a long rest (nil: pauses only). Use it rather than a limiter
+	// in WrapTransport.
+	Limiter *ratelimit.Limiter
 	// ListAwaiting also lists RITMs still awaiting approval
 	// (approval=requested), marked AwaitingApproval, for the auto policy tier.
 	ListAwaiting bool
@@ -76,23 +83,23 @@ func New(o Options) (*Source, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
 	}
-	if o.RetryMax == 0 {
-		o.RetryMax = 4
-	}
 	if o.RetryWaitMax <= 0 {
-		o.RetryWaitMax = 30 * time.Second
+		o.RetryWaitMax = upstream.DefaultRetryWaitMax
 	}
 	for _, v := range append([]string{o.ImageVariable, o.JustificationVariable}, o.ExtraVariables...) {
 		if !varNameRe.MatchString(v) {
 			return nil, fmt.Errorf("servicenow: variable name %q is not a catalog variable name (letters, digits, underscore)", v)
 		}
 	}
-	c, err := newClient(o.InstanceURL, o.Auth, o.Timeout, o.RetryMax, o.RetryWaitMax, o.Logger)
+	c, err := newClient(o.InstanceURL, o.Auth, upstream.Options{
+		Timeout:       o.Timeout,
+		RetryMax:      o.RetryMax,
+		RetryWaitMax:  o.RetryWaitMax,
+		Limiter:       o.Limiter,
+		WrapTransport: o.WrapTransport,
+	}, o.Logger)
 	if err != nil {
 		return nil, err
-	}
-	if o.WrapTransport != nil {
-		c.http.HTTPClient.Transport = o.WrapTransport(c.http.HTTPClient.Transport)
 	}
 	fields := []string{"sys_id", "number", "state", "approval", "active", "cat_item", "requested_for", "sys_mod_count", "sys_updated_on",
 		"variables." + o.ImageVariable, "variables." + o.JustificationVariable}
@@ -147,7 +154,7 @@ func (s *Source) Approved(ctx context.Context, fn func(isync.Ticket) error) erro
 		var page listResponse
 		hdr, err := s.c.list(ctx, table, s.listParams(s.approvedQuery(cursor), offset), &page)
 		if err != nil {
-			return fmt.Errorf("listing approved RITMs: %w", err)
+			return s.c.api.Classify(fmt.Errorf("listing approved RITMs: %w", err))
 		}
 		for _, r := range page.Result {
 			t, err := s.ticket(ctx, r)
@@ -205,7 +212,7 @@ func (s *Source) Get(ctx context.Context, id string) (isync.Ticket, error) {
 	p := url.Values{"sysparm_fields": {s.fl}, "sysparm_display_value": {"all"}, "sysparm_exclude_reference_link": {"true"}}
 	var one oneResponse
 	if _, err := s.c.do(ctx, http.MethodGet, table+"/"+id, p, nil, &one); err != nil {
-		return isync.Ticket{}, fmt.Errorf("reading RITM %s: %w", id, err)
+		return isync.Ticket{}, s.c.api.Classify(fmt.Errorf("reading RITM %s: %w", id, err))
 	}
 	return s.ticket(ctx, one.Result)
 }
@@ -266,7 +273,7 @@ func (s *Source) variables(ctx context.Context, id string) (map[string]string, e
 	}
 	var page listResponse
 	if _, err := s.c.list(ctx, "/api/now/table/sc_item_option_mtom", p, &page); err != nil {
-		return nil, fmt.Errorf("reading catalog variables of RITM %s: %w", id, err)
+		return nil, s.c.api.Classify(fmt.Errorf("reading catalog variables of RITM %s: %w", id, err))
 	}
 	out := map[string]string{}
 	for _, r := range page.Result {
@@ -302,19 +309,27 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 		// an earlier attempt landed (a crash right after it): the journal can.
 		found, _, err := s.noteFound(ctx, t, r)
 		if err != nil {
-			return fmt.Errorf("checking the work notes of RITM %s: %w", t.Key, err)
+			return s.c.api.Classify(fmt.Errorf("checking the work notes of RITM %s: %w", t.Key, err))
 		}
 		if found {
 			return nil
 		}
 	}
-	p := url.Values{"sysparm_fields": {"sys_id,state,sys_mod_count"}}
-	_, err := s.c.do(ctx, http.MethodPatch, table+"/"+t.ID, p, body, nil)
-	if err == nil || !ambiguous(err) {
-		if err != nil {
-			return fmt.Errorf("updating RITM %s: %w", t.Key, err)
-		}
-		return nil
+	// The answer carries the record as written: a field the integration
+	// user may not write (a field-level write ACL) is dropped silently, with
+	// a 200, and only the answer shows it.
+	p := url.Values{"sysparm_fields": {"sys_id,state,active,close_notes,sys_mod_count"}}
+	var answer oneResponse
+	_, err := s.c.do(ctx, http.MethodPatch, table+"/"+t.ID, p, body, &answer)
+	if err == nil {
+		return s.checkWritten(t, target, body, answer.Result)
+	}
+	if upstream.StatusOf(err) == http.StatusForbidden {
+		return isync.Blocked(Name+":write_acl", fmt.Sprintf("ServiceNow refused the update of %s: the integration user cannot write sc_req_item (a write ACL or a business rule: %s); grant it write on work_notes, state and close_notes",
+			t.Key, refusal(err)), fmt.Errorf("updating RITM %s: %w", t.Key, err))
+	}
+	if !upstream.Ambiguous(err) {
+		return s.c.api.Classify(fmt.Errorf("updating RITM %s: %w", t.Key, err))
 	}
 	// The PATCH may have landed: look before doing anything else.
 	landed, verr := s.landed(context.WithoutCancel(ctx), t, r, target)
@@ -328,13 +343,41 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 	return isync.Retryable(fmt.Errorf("updating RITM %s: %w", t.Key, err))
 }
 
-// ambiguous reports whether a failed write may nevertheless have been applied.
-func ambiguous(err error) bool {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return ae.Status >= 500
+// checkWritten compares a PATCH's answer with what was sent: a state that did
+// not become target (nor any closed state) was dropped by a field-level write
+// ACL, which no retry fixes. A dropped close_notes is only logged: the RITM
+// did close.
+func (s *Source) checkWritten(t isync.Ticket, target string, body map[string]string, got record) error {
+	if target == "" {
+		return nil
 	}
-	return true // transport errors, timeouts, HTML pages, undecodable bodies
+	if st, ok := got["state"]; ok && st.Value != target && got.get("active") != "false" && !closedState(st.Value) {
+		return isync.Blocked(Name+":write_acl:state", "the integration user cannot write sc_req_item.state (write ACL)",
+			fmt.Errorf("updating RITM %s: ServiceNow answered 200 but the state is %q, not %q", t.Key, st.Value, target))
+	}
+	if cn, ok := got["close_notes"]; ok && cn.Value == "" && body["close_notes"] != "" {
+		s.o.Logger.Warn().Str("source", Name).Str("ticket", t.Key).Msg("the integration user cannot write sc_req_item.close_notes (write ACL); the RITM closed without them")
+	}
+	return nil
+}
+
+// closedState reports whether a RITM state value is one of the platform's
+// closed states (closed complete, closed incomplete, closed skipped).
+func closedState(v string) bool { return v == "3" || v == "4" || v == "7" }
+
+// refusal is what the instance said when it refused a call.
+func refusal(err error) string {
+	var ae *upstream.APIError
+	if errors.As(err, &ae) {
+		msg := strings.Join(ae.Messages, "; ")
+		if ae.Detail != "" {
+			msg += " (" + ae.Detail + ")"
+		}
+		if msg != "" {
+			return msg
+		}
+	}
+	return "HTTP 403"
 }
 
 func (s *Source) landed(ctx context.Context, t isync.Ticket, r isync.Report, target string) (bool, error) {
@@ -415,7 +458,7 @@ func (s *Source) Check(ctx context.Context) error {
 	p := url.Values{"sysparm_query": {"cat_item=" + s.o.CatalogItem}, "sysparm_fields": {"sys_id"}, "sysparm_limit": {"1"}}
 	var page listResponse
 	if _, err := s.c.list(ctx, table, p, &page); err != nil {
-		return fmt.Errorf("servicenow: %w", err)
+		return s.c.api.Classify(fmt.Errorf("servicenow: %w", err))
 	}
 	return nil
 }
@@ -441,7 +484,7 @@ func (s *Source) ApprovedBy(ctx context.Context, t isync.Ticket, group string) (
 		"sysparm_exclude_reference_link": {"true"},
 	}
 	if _, err := s.c.list(ctx, "/api/now/table/sysapproval_approver", p, &approvals); err != nil {
-		return "", fmt.Errorf("reading approvals of RITM %s: %w", t.Key, err)
+		return "", s.c.api.Classify(fmt.Errorf("reading approvals of RITM %s: %w", t.Key, err))
 	}
 	names := map[string]string{}
 	var ids []string
@@ -465,7 +508,7 @@ func (s *Source) ApprovedBy(ctx context.Context, t isync.Ticket, group string) (
 		"sysparm_exclude_reference_link": {"true"},
 	}
 	if _, err := s.c.list(ctx, "/api/now/table/sys_user_grmember", q, &members); err != nil {
-		return "", fmt.Errorf("reading members of group %q: %w", group, err)
+		return "", s.c.api.Classify(fmt.Errorf("reading members of group %q: %w", group, err))
 	}
 	for _, m := range members.Result {
 		if n, ok := names[m.get("user")]; ok {

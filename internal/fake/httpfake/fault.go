@@ -27,6 +27,10 @@ type Fault struct {
 	Status int
 	// RetryAfter is the Retry-After of a 429, in seconds (0 means 1).
 	RetryAfter int
+	// Header is set on the answer of a fault with a status or a body, after
+	// the fake's own fault headers: for example Retry-After as an HTTP date,
+	// or on a 503.
+	Header http.Header
 	// Body replaces the answer's body (sent as JSON content). With Status 0
 	// the status is 200, which serves truncated or malformed payloads.
 	Body string
@@ -197,6 +201,9 @@ func (h *Handler[F]) serveFault(w http.ResponseWriter, r *http.Request, body []b
 		}
 		if h.FaultHeaders != nil {
 			h.FaultHeaders(w.Header(), ff, status)
+		}
+		for k, v := range f.Header {
+			w.Header()[http.CanonicalHeaderKey(k)] = v
 		}
 		b := []byte(f.Body)
 		if f.Body == "" {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +100,7 @@ func TestHandlerFaultRateRepeatable(t *testing.T) {
 	}
 	a, b := draw(), draw()
 	for i := range a {
-		if a[i] != b[i] {
+		if !reflect.DeepEqual(a[i], b[i]) {
 			t.Fatalf("draw %d differs: %+v vs %+v", i, a[i], b[i])
 		}
 		if a[i].Body != "" && !a[i].ApplyFirst {

@@ -31,6 +31,9 @@ type Fault struct {
 	// RetryAfter is the Retry-After of a 429 (or any status), in seconds. For
 	// a 429, 0 means 1.
 	RetryAfter int
+	// Header is set on the answer of a fault with a status or a body, after
+	// Jira's own headers (for example Retry-After as an HTTP date).
+	Header http.Header
 	// RateLimitReason is the RateLimit-Reason of a Cloud 429: jira-burst-based
 	// (default), jira-per-issue-on-write, jira-quota-based or jira-cost-based.
 	RateLimitReason string
@@ -68,6 +71,7 @@ func (f Fault) common() httpfake.Fault {
 		PathContains: f.PathContains,
 		Status:       f.Status,
 		RetryAfter:   f.RetryAfter,
+		Header:       f.Header,
 		Body:         f.Body,
 		HTML:         f.HTML,
 		Delay:        f.Delay,
@@ -84,6 +88,7 @@ func fromCommon(c httpfake.Fault) Fault {
 		PathContains: c.PathContains,
 		Status:       c.Status,
 		RetryAfter:   c.RetryAfter,
+		Header:       c.Header,
 		Body:         c.Body,
 		HTML:         c.HTML,
 		Delay:        c.Delay,

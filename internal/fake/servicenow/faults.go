@@ -12,6 +12,9 @@ import (
 // in front of it does. Faults are checked before authentication, so they also
 // hit requests that would otherwise answer 401.
 //
+// RetryAfter sets Retry-After on any status (a 503 may carry one); Header
+// sets further headers (Retry-After as an HTTP date).
+//
 // PathContains is matched against the request URI (path and query, e.g.
 // "/sc_req_item/" or "sysparm_offset=2"); "" also matches POST
 // /oauth_token.do. Status 400, 401, 403, 404, 429 and 500 come with the
@@ -69,6 +72,10 @@ func (s *Server) faultHeaders(h http.Header, f Fault, status int) {
 		h.Set("X-RateLimit-Limit", "10")
 		h.Set("X-RateLimit-Reset", strconv.FormatInt(s.clock().Add(time.Duration(after)*time.Second).Unix(), 10))
 		h.Set("X-RateLimit-Rule", RateLimitRuleSysID)
+	default:
+		if f.RetryAfter > 0 { // a 503 from the node or a load balancer may say when
+			h.Set("Retry-After", strconv.Itoa(f.RetryAfter))
+		}
 	}
 }
 

@@ -386,8 +386,38 @@ var writableFields = map[string]func(*RITM, string){
 	"short_description": func(r *RITM, v string) { r.ShortDescription = v },
 }
 
-// patchLocked applies a Table API write of fields by user to r.
+// DenyFieldWrite models a field-level write ACL on sc_req_item: a Table API
+// write by the API user still answers 200 but silently leaves field as it
+// was (the platform drops fields the user may not write). field is a column
+// such as "state", "close_notes" or "work_notes". AllowFieldWrite undoes it.
+func (s *Server) DenyFieldWrite(field string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writeDenied == nil {
+		s.writeDenied = map[string]bool{}
+	}
+	s.writeDenied[field] = true
+}
+
+// AllowFieldWrite lifts a DenyFieldWrite.
+func (s *Server) AllowFieldWrite(field string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.writeDenied, field)
+}
+
+// patchLocked applies a Table API write of fields by user to r, dropping
+// the fields a field-level write ACL denies (DenyFieldWrite).
 func (s *Server) patchLocked(r *RITM, fields map[string]string, user string) {
+	if len(s.writeDenied) > 0 {
+		allowed := make(map[string]string, len(fields))
+		for k, v := range fields {
+			if !s.writeDenied[k] {
+				allowed[k] = v
+			}
+		}
+		fields = allowed
+	}
 	s.updateLocked(r, func(x *RITM) {
 		for k, v := range fields {
 			if set, ok := writableFields[k]; ok {

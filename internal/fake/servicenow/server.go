@@ -68,15 +68,16 @@ type Server struct {
 	order   []string // RITM sys_ids in insertion order
 	journal []JournalEntry
 	// journalBy indexes journal by the RITM's sys_id, oldest first.
-	journalBy map[string][]int
-	index     ritmIndex
-	seq       int
-	display   map[string]string // reference display values by sys_id
-	approvals []Approval        // sysapproval_approver records
-	members   []GroupMember     // sys_user_grmember records
-	flow      func(*RITM)
-	tokens    map[string]grant // access tokens
-	refresh   map[string]grant // refresh tokens
+	journalBy   map[string][]int
+	index       ritmIndex
+	seq         int
+	display     map[string]string // reference display values by sys_id
+	approvals   []Approval        // sysapproval_approver records
+	members     []GroupMember     // sys_user_grmember records
+	flow        func(*RITM)
+	writeDenied map[string]bool  // sc_req_item fields a write ACL denies (DenyFieldWrite)
+	tokens      map[string]grant // access tokens
+	refresh     map[string]grant // refresh tokens
 }
 
 type oauthConfig struct {
