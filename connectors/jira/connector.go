@@ -50,5 +50,6 @@ func (connector) Build(s source.Section, d source.Deps) (isync.Source, error) {
 		Timeout:            c.Timeout,
 		Logger:             d.Logger,
 		WrapTransport:      d.WrapTransport,
+		Limiter:            d.Limiter,
 	})
 }

@@ -47,6 +47,7 @@ func (connector) Build(s source.Section, d source.Deps) (isync.Source, error) {
 		Timeout:               c.Timeout,
 		Logger:                d.Logger,
 		WrapTransport:         d.WrapTransport,
+		Limiter:               d.Limiter,
 		ListAwaiting:          d.ListAwaiting,
 	})
 }

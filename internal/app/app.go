@@ -110,7 +110,8 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 		}
 		src, err := sc.Connector.Build(sc.Section, source.Deps{
 			Logger:        log,
-			WrapTransport: a.wrapper(o.Metrics, name, sc.Section.Settings().RateLimit),
+			WrapTransport: a.wrapper(o.Metrics, name),
+			Limiter:       limiter(name, sc.Section.Settings().RateLimit),
 			ListAwaiting:  cfg.Policy.HasAuto(),
 		})
 		if err != nil {
@@ -154,7 +155,7 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 	if o.Metrics != nil {
 		interceptors = append(interceptors, o.Metrics.UnaryClientInterceptor(metrics.Chainguard))
 	}
-	interceptors = append(interceptors, limiter(cfg.Chainguard.RateLimit).UnaryClientInterceptor())
+	interceptors = append(interceptors, limiter("chainguard", cfg.Chainguard.RateLimit).UnaryClientInterceptor())
 	co.DialOptions = []grpc.DialOption{grpc.WithChainUnaryInterceptor(interceptors...)}
 	prov, err := chainguard.New(ctx, co)
 	if err != nil {
@@ -205,11 +206,11 @@ func activePolicy(p *policy.Policy) *policy.Policy {
 	return p
 }
 
-// wrapper returns the transport wrapper for upstream: the rate limiter, with
-// the metrics (when set) counting the calls that go out, and the last failed
-// call remembered for the readiness report.
-func (a *App) wrapper(m *metrics.Metrics, upstream string, rl config.RateLimit) func(http.RoundTripper) http.RoundTripper {
-	l := limiter(rl)
+// wrapper returns the transport wrapper for upstream: the metrics (when set)
+// counting the calls that go out, and the last failed call remembered for
+// the readiness report. The rate limit is the upstream kit's (Deps.Limiter),
+// outside this wrapper, so waiting for a slot is not counted as upstream time.
+func (a *App) wrapper(m *metrics.Metrics, upstream string) func(http.RoundTripper) http.RoundTripper {
 	last := &lastError{}
 	a.lastErr[upstream] = last
 	return func(next http.RoundTripper) http.RoundTripper {
@@ -220,12 +221,12 @@ func (a *App) wrapper(m *metrics.Metrics, upstream string, rl config.RateLimit) 
 		if m != nil {
 			next = m.RoundTripper(upstream, next)
 		}
-		return l.RoundTripper(next)
+		return next
 	}
 }
 
-func limiter(rl config.RateLimit) *ratelimit.Limiter {
-	return ratelimit.New(rl.RequestsPerSecond, rl.Burst, rl.Concurrency)
+func limiter(upstream string, rl config.RateLimit) *ratelimit.Limiter {
+	return ratelimit.New(rl.RequestsPerSecond, rl.Burst, rl.Concurrency, ratelimit.WithName(upstream))
 }
 
 // Close releases the store and the Chainguard connection.

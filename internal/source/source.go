@@ -14,6 +14,7 @@ package source
 
 import (
 	"context"
+	"github.com/chainguard-dev/image-request-bridge/internal/ratelimit"
 	"net/http"
 	"regexp"
 	"time"
@@ -96,9 +97,13 @@ type SecretRef struct {
 // Deps is what Build gets from the bridge besides the section.
 type Deps struct {
 	Logger zerolog.Logger
-	// WrapTransport wraps the source's HTTP transport: the upstream's rate
-	// limit and metrics. Never nil.
+	// WrapTransport wraps the source's HTTP transport: the upstream's
+	// metrics and the last-error record of the readiness report. Never nil.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Limiter paces the upstream (rate, concurrency) and holds its pause
+	// when the upstream asks for one (Retry-After): pass it to the upstream
+	// kit (internal/upstream), which owns the retry and pause policy.
+	Limiter *ratelimit.Limiter
 	// ListAwaiting asks the source to also list requests still awaiting
 	// approval, marked AwaitingApproval, for the auto policy tier.
 	ListAwaiting bool
