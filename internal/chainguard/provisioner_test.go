@@ -209,13 +209,21 @@ func TestProvisionTransientErrors(t *testing.T) {
 	}
 }
 
+// A call that runs into the caller's deadline is retryable, and not retried
+// in place: the caller has no time left.
 func TestProvisionContextDeadline(t *testing.T) {
-	srv, p := setup(t, nil)
-	srv.Close() // the SDK waits for a server: the deadline ends the call
+	var rec sleeps
+	srv, p := setup(t, func(o *Options) { o.Sleep = rec.sleep }, fake.WithLatency(time.Hour))
 	c, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	_, err := p.Provision(c, ref("python", "latest"))
 	wantClass(t, err, isync.ClassRetryable, "")
+	if status.Code(err) != codes.DeadlineExceeded || len(rec.get()) != 0 {
+		t.Fatalf("error %v after waits %v, want DEADLINE_EXCEEDED at once", err, rec.get())
+	}
+	if n := len(srv.Calls()); n > 1 {
+		t.Fatalf("%d calls, want at most 1", n)
+	}
 }
 
 func TestProvisionPerImage(t *testing.T) {

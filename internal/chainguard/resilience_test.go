@@ -362,3 +362,46 @@ func TestCircuitCancelledProbe(t *testing.T) {
 		t.Fatalf("probe: %v", err)
 	}
 }
+
+// An outage costs a backlog a bounded number of calls, not a deadline per
+// ticket: 200 tickets at concurrency 4 against a refused port make at most
+// Threshold+3 calls (those in flight as the circuit opens), each retried in
+// place; the rest fail at once with the circuit's error.
+func TestOutageBacklog(t *testing.T) {
+	var rec sleeps
+	srv, p := setup(t, func(o *Options) { o.Sleep = rec.sleep })
+	srv.Close()
+	const tickets, workers = 200, 4
+	work := make(chan int)
+	var mu sync.Mutex
+	refused := 0
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range work {
+				_, err := p.Provision(ctx(t), ref("python", "latest"))
+				if isync.ClassOf(err) != isync.ClassRetryable {
+					t.Errorf("provision during an outage: %v", err)
+				}
+				if isync.CauseOf(err) == CauseUnavailable {
+					mu.Lock()
+					refused++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range tickets {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	const admitted = DefaultCircuitThreshold + workers - 1
+	if refused < tickets-admitted {
+		t.Errorf("%d of %d calls failed at once, want at least %d", refused, tickets, tickets-admitted)
+	}
+	if n := len(rec.get()); n > admitted*(DefaultRetryAttempts-1) {
+		t.Errorf("%d waits in place, want at most %d", n, admitted*(DefaultRetryAttempts-1))
+	}
+	wantClass(t, p.Unavailable(), isync.ClassRetryable, CauseUnavailable)
+}
