@@ -15,6 +15,10 @@
 // unknown images are rejected with the closest catalog names, and missing
 // permissions, an invalid token, exhausted quota or a refused precondition
 // block the bridge until an administrator acts.
+//
+// Calls fail fast when the API cannot be reached, are retried in place after
+// a transient failure (RetryPolicy), and stop for a growing cool-down once
+// the API is found down (CircuitPolicy, Provisioner.Unavailable).
 package chainguard
 
 import (
