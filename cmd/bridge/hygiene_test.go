@@ -57,6 +57,14 @@ func hygForms() []string {
 	return append(out, hygMarker, strings.ToLower(hygMarker))
 }
 
+// skipShort skips a test that drives the binary for seconds.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow: drives the bridge binary for seconds; skipped with -short")
+	}
+}
+
 func assertNoSecret(t *testing.T, where, text string) {
 	t.Helper()
 	for _, s := range hygForms() {
@@ -221,6 +229,7 @@ func (e *hygEnv) checkUpstream(t *testing.T) {
 // TestSecretHygieneCommands drives validate, sync, status, audit and the
 // dry run, on success and on every failure the upstreams can produce.
 func TestSecretHygieneCommands(t *testing.T) {
+	skipShort(t)
 	e := newHygEnv(t)
 	e.seed()
 
@@ -337,6 +346,7 @@ func TestSecretHygieneCommands(t *testing.T) {
 // signature), reads /metrics, /readyz while an upstream refuses the
 // credentials, and stops it: nothing it says anywhere holds a secret.
 func TestSecretHygieneDaemon(t *testing.T) {
+	skipShort(t)
 	e := newHygEnv(t)
 	cmd := exec.Command(bridgeBin, "run", "--config", e.config)
 	cmd.Env = append(os.Environ(), e.env...)
@@ -364,7 +374,7 @@ func TestSecretHygieneDaemon(t *testing.T) {
 	}
 	t.Cleanup(stop)
 	base := "http://" + e.addr
-	waitFor(t, 15*time.Second, func() bool { return strings.Count(stderr.String(), "pass finished") >= 2 })
+	waitFor(t, hangGuard, func() bool { return strings.Count(stderr.String(), "pass finished") >= 2 })
 
 	hit := func(method, path string, body []byte, header map[string]string) (int, string) {
 		t.Helper()
@@ -419,7 +429,7 @@ func TestSecretHygieneDaemon(t *testing.T) {
 	if code, _ := hit("POST", "/webhooks/servicenow", snBody, map[string]string{"X-Signature": base64.StdEncoding.EncodeToString(sign(hygSNHook, snBody))}); code != http.StatusAccepted {
 		t.Errorf("a signed delivery answered %d", code)
 	}
-	waitFor(t, 10*time.Second, func() bool { got, _ := e.sn.RITM(r.SysID); return got.State == "3" })
+	waitFor(t, hangGuard, func() bool { got, _ := e.sn.RITM(r.SysID); return got.State == "3" })
 
 	if code, body := hit("GET", "/readyz", nil, nil); code != http.StatusOK {
 		t.Errorf("/readyz = %d %q with every credential right", code, body)
@@ -431,7 +441,7 @@ func TestSecretHygieneDaemon(t *testing.T) {
 	e.sn.InjectFault(snfake.Fault{Status: 401, Times: 1 << 20})
 	e.jf.InjectFault(jfake.Fault{Status: 401, Times: 1 << 20})
 	e.setCGToken(t, hygWrongCG)
-	waitFor(t, 15*time.Second, func() bool {
+	waitFor(t, hangGuard, func() bool {
 		code, body := hit("GET", "/readyz", nil, nil)
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "servicenow") && strings.Contains(body, "jira") && strings.Contains(body, "chainguard")
 	})
@@ -473,6 +483,7 @@ func TestSecretHygieneDemo(t *testing.T) {
 // that echoes the credentials it was sent in an error must not get them
 // into the bridge's errors, logs or notes.
 func TestSecretHygieneUpstreamEcho(t *testing.T) {
+	skipShort(t)
 	e := newHygEnv(t)
 	basic := e.writeConfig(t, "basic.yaml", "  oauth: { client_id: "+hygSNClient+", client_secret: \"${SN_CLIENT_SECRET}\", grant_type: password }\n=>")
 	for name, tc := range map[string]struct {

@@ -322,7 +322,7 @@ func startDaemon(t *testing.T, e *env, extra string, envv ...string) *daemon {
 			t.Logf("bridge run stderr:\n%s", d.stderr.String())
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(hangGuard)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get(d.base + "/healthz"); err == nil {
 			resp.Body.Close()
@@ -360,47 +360,50 @@ func signedRITMHook(sysID string) (*http.Request, error) {
 	return req, nil
 }
 
-// A signed ServiceNow webhook gets the RITM provisioned and closed within a
-// second, with no poll; a forged one changes nothing; /metrics counts it.
-func TestRunWebhookClosesWithinOneSecond(t *testing.T) {
+// A signed ServiceNow webhook gets the RITM provisioned and closed with no
+// poll; a forged one and a replay are answered without being queued; /metrics
+// counts each. How fast a delivery closes a ticket is measured by
+// BenchmarkWebhook (bench/), not asserted here.
+func TestRunWebhookClosesTicket(t *testing.T) {
 	e := newEnv(t)
 	d := startDaemon(t, e, "")
 	// Wait for the start-up pass (nothing approved yet) to finish.
-	waitFor(t, 10*time.Second, func() bool { return strings.Contains(d.stderr.String(), "pass finished") })
+	waitFor(t, hangGuard, func() bool { return strings.Contains(d.stderr.String(), "pass finished") })
 	r := e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "python"}})
 	lists := countLists(e.sn)
 
+	// The server answers a delivery only once it has decided: 401 means the
+	// forged one was not queued, so there is nothing to wait for.
 	forged, _ := signedRITMHook(r.SysID)
 	forged.Header.Set("X-Signature", base64.StdEncoding.EncodeToString([]byte("forged-signature-000000000000000")))
 	if code := post(t, d.base+"/webhooks/servicenow", forged); code != http.StatusUnauthorized {
 		t.Fatalf("forged delivery answered %d", code)
 	}
-	time.Sleep(100 * time.Millisecond)
-	if got, _ := e.sn.RITM(r.SysID); got.State != "1" || e.cg.CountCalls("CreateRepo") != 0 {
-		t.Fatal("a forged delivery changed something")
-	}
 
 	req, _ := signedRITMHook(r.SysID)
-	start := time.Now()
 	if code := post(t, d.base+"/webhooks/servicenow", req); code != http.StatusAccepted {
 		t.Fatalf("signed delivery answered %d", code)
 	}
-	waitFor(t, 5*time.Second, func() bool { got, _ := e.sn.RITM(r.SysID); return got.State == "3" })
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("webhook to closed took %s, want under 1s", took)
-	}
+	waitFor(t, hangGuard, func() bool { got, _ := e.sn.RITM(r.SysID); return got.State == "3" })
 	if n := countLists(e.sn); n != lists {
 		t.Errorf("the RITM was found by polling (%d listings), not by the webhook", n-lists)
 	}
-	// Replaying the same delivery changes nothing.
+	// Replaying the same delivery is answered 200 "duplicate", again
+	// without being queued.
 	again, _ := signedRITMHook(r.SysID)
-	post(t, d.base+"/webhooks/servicenow", again)
-	time.Sleep(200 * time.Millisecond)
+	if code := post(t, d.base+"/webhooks/servicenow", again); code != http.StatusOK {
+		t.Errorf("a replayed delivery answered %d, want 200 (duplicate)", code)
+	}
 	if n := len(e.sn.Journal(r.SysID)); n != 1 || e.cg.CountCalls("CreateRepo") != 1 {
-		t.Errorf("after a replay: %d notes, %d CreateRepo", n, e.cg.CountCalls("CreateRepo"))
+		t.Errorf("after a forged delivery and a replay: %d notes, %d CreateRepo", n, e.cg.CountCalls("CreateRepo"))
 	}
 	_, metricsText := d.get(t, "/metrics")
-	for _, want := range []string{`bridge_tickets_total{decision="reported",source="servicenow"} 1`, `bridge_webhook_deliveries_total{endpoint="servicenow",result="bad_signature"} 1`} {
+	for _, want := range []string{
+		`bridge_tickets_total{decision="reported",source="servicenow"} 1`,
+		`bridge_webhook_deliveries_total{endpoint="servicenow",result="bad_signature"} 1`,
+		`bridge_webhook_deliveries_total{endpoint="servicenow",result="accepted"} 1`,
+		`bridge_webhook_deliveries_total{endpoint="servicenow",result="duplicate"} 1`,
+	} {
 		if !strings.Contains(metricsText, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
@@ -420,7 +423,7 @@ func TestRunReadiness(t *testing.T) {
 		t.Fatalf("/readyz = %d %q while ServiceNow answers 401", code, body)
 	}
 	e.sn.ClearFaults()
-	waitFor(t, 10*time.Second, func() bool { c, _ := d.get(t, "/readyz"); return c == http.StatusOK })
+	waitFor(t, hangGuard, func() bool { c, _ := d.get(t, "/readyz"); return c == http.StatusOK })
 }
 
 // SIGTERM in the middle of a pass loses nothing: what was cut short is
@@ -433,7 +436,7 @@ func TestRunSIGTERMMidPass(t *testing.T) {
 	}
 	e.sn.InjectFault(snfake.Fault{Method: "PATCH", Delay: 100 * time.Millisecond, Times: 1 << 20})
 	d := startDaemon(t, e, "")
-	waitFor(t, 10*time.Second, func() bool { return e.cg.CountCalls("CreateRepo") >= 5 })
+	waitFor(t, hangGuard, func() bool { return e.cg.CountCalls("CreateRepo") >= 5 })
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-d.exited:
@@ -469,6 +472,13 @@ func post(t *testing.T, url string, req *http.Request) int {
 	return resp.StatusCode
 }
 
+// hangGuard bounds a wait for an event (a ticket closed, a log line, the
+// daemon up). It only catches a hang: it is far above how long the event
+// takes even on a loaded machine, and no test asserts how fast anything is.
+const hangGuard = time.Minute
+
+// waitFor polls cond until it holds; it fails the test only if d passes
+// first (a hang, see hangGuard).
 func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)

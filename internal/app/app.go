@@ -145,6 +145,7 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 		Issuer:            cfg.Chainguard.Issuer,
 		Mode:              cfg.Chainguard.Provision,
 		Registry:          cfg.Chainguard.Registry,
+		Logger:            log,
 	}
 	if cfg.Chainguard.TokenFile == "" && cfg.Chainguard.Identity == "" {
 		co.Token = cfg.Chainguard.Token.Reveal()

@@ -1,16 +1,20 @@
 // Package campaign holds the reliability campaigns: the real bridge binary
 // against the fakes, killed and faulted, with the invariants counted. Short
-// versions run in `go test ./...`; BRIDGE_CAMPAIGN=long runs them at full size
-// (see README, Reliability).
+// versions run in `go test ./...` (and none with -short);
+// BRIDGE_CAMPAIGN=long runs them at full size (see README, Reliability).
+// Each campaign logs its random seed; BRIDGE_CAMPAIGN_SEED=<seed> runs it
+// again with the same kill moments and fault draws.
 package campaign
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +29,10 @@ import (
 var bridgeBin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // every campaign skips: no binary to build
+	}
 	dir, err := os.MkdirTemp("", "bridge-campaign-")
 	if err != nil {
 		panic(err)
@@ -40,6 +48,29 @@ func TestMain(m *testing.M) {
 }
 
 func long() bool { return os.Getenv("BRIDGE_CAMPAIGN") == "long" }
+
+// seedEnv names the environment variable that sets a campaign's seed.
+const seedEnv = "BRIDGE_CAMPAIGN_SEED"
+
+// campaign skips t under -short, and returns its seed: BRIDGE_CAMPAIGN_SEED
+// if set, else a new one. The seed is logged so that a failing run can be
+// repeated.
+func campaign(t *testing.T) uint64 {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("campaign: runs the bridge binary for minutes; skipped with -short")
+	}
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv(seedEnv); v != "" {
+		s, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("%s=%q is not an unsigned integer", seedEnv, v)
+		}
+		seed = s
+	}
+	t.Logf("campaign seed %d (repeat with %s=%d)", seed, seedEnv, seed)
+	return seed
+}
 
 const (
 	catItem = "3f1dd0320a0a0b99000a53f7604a2ef9"
@@ -180,8 +211,9 @@ func TestCrashCampaign(t *testing.T) {
 	if long() {
 		tickets, kills = 1000, 25
 	}
+	seed := campaign(t)
 	w := newWorld(t, tickets)
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	rng := rand.New(rand.NewPCG(seed, 7))
 	t.Logf("campaign: %d tickets (ServiceNow and Jira), %d kills", tickets, kills)
 	var stderr bytes.Buffer
 	var mu sync.Mutex

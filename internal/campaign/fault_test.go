@@ -49,15 +49,16 @@ func TestFaultCampaign(t *testing.T) {
 		tickets = 400
 	}
 	const rate = 0.20
+	seed := campaign(t)
 
 	base := newWorld(t, tickets)
 	baseTook, _ := base.drain(t, 2*time.Minute)
 	bsn, bjira, bcg := base.upstreamCalls()
 
 	w := newWorld(t, tickets)
-	w.sn.SetFaultRate(rate, 1)
-	w.jf.SetFaultRate(rate, 2)
-	w.cg.SetFaultRate(rate, 3)
+	w.sn.SetFaultRate(rate, seed)
+	w.jf.SetFaultRate(rate, seed+1)
+	w.cg.SetFaultRate(rate, seed+2)
 	took, out := w.drain(t, 5*time.Minute)
 	sn, jira, cg := w.upstreamCalls()
 	got := w.tally()

@@ -59,14 +59,14 @@ func newCredential(o Options) *credential {
 	c := &credential{secure: !plaintextLoopback(o.APIURL)}
 	switch {
 	case o.TokenFile != "":
-		c.src = &fileSource{path: o.TokenFile, now: o.now, every: TokenFileCheckInterval}
+		c.src = &fileSource{path: o.TokenFile, now: o.Now, every: TokenFileCheckInterval}
 	case o.Identity != "":
 		x := sts.New(o.Issuer, audience(o.APIURL), sts.WithIdentity(o.Identity), sts.WithUserAgent(userAgent))
 		c.src = &identitySource{
 			issuer:   o.Issuer,
 			identity: o.Identity,
 			file:     o.IdentityTokenFile,
-			now:      o.now,
+			now:      o.Now,
 			exchange: func(ctx context.Context, idToken string) (sts.TokenPair, error) {
 				return x.Exchange(ctx, idToken)
 			},

@@ -76,7 +76,7 @@ func setupIdentity(t *testing.T, clk *testClock, mut func(*Options), fopts ...fa
 		o.IdentityTokenFile = file
 		o.Issuer = o.APIURL // the fake serves the STS too
 		o.Mode = ModeRepo
-		o.now = clk.Now
+		o.Now = clk.Now
 		if mut != nil {
 			mut(o)
 		}
@@ -365,7 +365,7 @@ func TestTokenFileRotation(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "token")
 	writeFile(t, file, staticSecret+"-A\n")
 	srv, p := setup(t, func(o *Options) {
-		o.Token, o.TokenFile, o.Mode, o.now = "", file, ModeRepo, clk.Now
+		o.Token, o.TokenFile, o.Mode, o.Now = "", file, ModeRepo, clk.Now
 	}, fake.WithToken(staticSecret+"-A"))
 	provisionAll(t, p, "python")
 

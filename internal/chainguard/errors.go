@@ -22,6 +22,10 @@ const (
 	// CauseCredentials: the bridge cannot obtain a token at all (a token
 	// file it cannot read, an identity token the issuer refuses).
 	CauseCredentials = "chainguard:credentials"
+	// CauseUnavailable: the API is considered down (see CircuitPolicy). It
+	// is the cause of a Retryable error, not of a block: nothing is noted on
+	// the ticket, which simply waits.
+	CauseUnavailable = "chainguard:unavailable"
 )
 
 // capabilities names what each call needs, for PERMISSION_DENIED reasons.
@@ -37,6 +41,10 @@ var capabilities = map[string]string{
 // Unknown-image answers are handled by Provisioner.unknownImage, not here.
 func (p *Provisioner) classify(op, subject string, err error) error {
 	wrapped := fmt.Errorf("chainguard %s %s: %w", op, subject, err)
+	var open *isync.Error
+	if errors.As(err, &open) && open.Cause == CauseUnavailable {
+		return &isync.Error{Class: isync.ClassRetryable, Cause: CauseUnavailable, Reason: open.Reason, Err: wrapped}
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return isync.Retryable(wrapped)
 	}

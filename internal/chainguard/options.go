@@ -1,6 +1,7 @@
 package chainguard
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 )
 
@@ -78,7 +80,21 @@ type Options struct {
 	// any retry with a fresh token.
 	DialOptions []grpc.DialOption
 
-	now func() time.Time // the credential's clock; tests set it
+	// Retry bounds the retries in place of a call that failed transiently;
+	// the zero value is the defaults (see RetryPolicy).
+	Retry RetryPolicy
+	// Circuit says when the API is considered down and for how long calls
+	// then fail at once; the zero value is the defaults (see CircuitPolicy).
+	Circuit CircuitPolicy
+	// Logger gets one line when the API is found down and one when it
+	// answers again. The zero Logger logs nothing.
+	Logger zerolog.Logger
+	// Now is the clock of the circuit, of token expiry and of the caches;
+	// default time.Now.
+	Now func() time.Time
+	// Sleep waits d, or until ctx ends and then returns ctx.Err(); retries
+	// in place wait with it. Default: a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // TokenFileCheckInterval is how often, at most, Options.TokenFile is checked
@@ -106,9 +122,14 @@ func (o Options) withDefaults() Options {
 	if o.Issuer == "" {
 		o.Issuer = DefaultIssuer
 	}
-	if o.now == nil {
-		o.now = time.Now
+	if o.Now == nil {
+		o.Now = time.Now
 	}
+	if o.Sleep == nil {
+		o.Sleep = sleep
+	}
+	o.Retry = o.Retry.withDefaults()
+	o.Circuit = o.Circuit.withDefaults()
 	return o
 }
 
@@ -225,8 +246,8 @@ func (o Options) String() string {
 	if o.Token != "" {
 		tok = "<redacted>"
 	}
-	return fmt.Sprintf("{APIURL:%s OrgID:%s OrgName:%s Token:%s TokenFile:%s Identity:%s IdentityTokenFile:%s Issuer:%s Mode:%s Registry:%s PlanTTL:%s CatalogTTL:%s DialOptions:%d}",
-		o.APIURL, o.OrgID, o.OrgName, tok, o.TokenFile, o.Identity, o.IdentityTokenFile, o.Issuer, o.Mode, o.Registry, o.PlanTTL, o.CatalogTTL, len(o.DialOptions))
+	return fmt.Sprintf("{APIURL:%s OrgID:%s OrgName:%s Token:%s TokenFile:%s Identity:%s IdentityTokenFile:%s Issuer:%s Mode:%s Registry:%s PlanTTL:%s CatalogTTL:%s DialOptions:%d Retry:%+v Circuit:%+v}",
+		o.APIURL, o.OrgID, o.OrgName, tok, o.TokenFile, o.Identity, o.IdentityTokenFile, o.Issuer, o.Mode, o.Registry, o.PlanTTL, o.CatalogTTL, len(o.DialOptions), o.Retry, o.Circuit)
 }
 
 // GoString is String, for %#v.

@@ -15,6 +15,10 @@
 // unknown images are rejected with the closest catalog names, and missing
 // permissions, an invalid token, exhausted quota or a refused precondition
 // block the bridge until an administrator acts.
+//
+// Calls fail fast when the API cannot be reached, are retried in place after
+// a transient failure (RetryPolicy), and stop for a growing cool-down once
+// the API is found down (CircuitPolicy, Provisioner.Unavailable).
 package chainguard
 
 import (
@@ -53,6 +57,7 @@ type Provisioner struct {
 	opts    Options
 	clients registry.Clients
 	now     func() time.Time
+	circuit *circuit // fed by the connection's calls (New)
 
 	// effective is the organization's effective entitlements (its plan and
 	// quotas), cached for PlanTTL; catalog is the public catalog, cached for
@@ -74,9 +79,16 @@ var _ isync.Provisioner = (*Provisioner)(nil)
 // contacts the API nor reads the token files (see Check).
 //
 // The connection has the SDK's dial options (go-grpc-kit's GRPCOptions, as
-// registry.NewClients), then o.DialOptions, then the bridge's credential and
-// its interceptor, which retries a call once with a fresh token when the API
-// answers UNAUTHENTICATED.
+// registry.NewClients), except that calls fail fast: the SDK makes every call
+// wait for a connection (WaitForReady), so an unreachable API would hold each
+// ticket for its whole deadline; here a refused connection fails the attempt
+// at once. Each call then goes, outermost first, through:
+//   - the circuit (o.Circuit), which fails calls at once while the API is
+//     down;
+//   - retries in place of transient failures (o.Retry);
+//   - o.DialOptions' interceptors, which thus see each attempt;
+//   - the bridge's credential and its interceptor, which retries an attempt
+//     once with a fresh token when the API answers UNAUTHENTICATED.
 func New(_ context.Context, o Options) (*Provisioner, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -87,14 +99,22 @@ func New(_ context.Context, o Options) (*Provisioner, error) {
 		return nil, errors.New("chainguard api_url must be a URL")
 	}
 	cred := newCredential(o)
+	circ := newCircuit(o.Circuit, o.Now, o.Logger, u.Redacted())
+	retry := &retrier{policy: o.Retry, sleep: o.Sleep}
 	target, opts := delegate.GRPCOptions(*u)
+	// Call options add up, the last one set winning: this overrides the
+	// SDK's WaitForReady(true).
+	opts = append(opts, grpc.WithDefaultCallOptions(grpc.WaitForReady(false)),
+		grpc.WithChainUnaryInterceptor(circ.intercept, retry.intercept))
 	opts = append(opts, o.DialOptions...)
 	opts = append(opts, grpc.WithPerRPCCredentials(cred), grpc.WithChainUnaryInterceptor(cred.intercept))
 	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("chainguard: connect to %s: %w", u.Redacted(), err)
 	}
-	return NewWithClients(ownedClients{Clients: registry.NewClientsFromConnection(conn), conn: conn}, o), nil
+	p := NewWithClients(ownedClients{Clients: registry.NewClientsFromConnection(conn), conn: conn}, o)
+	p.circuit = circ
+	return p, nil
 }
 
 // ownedClients are clients over a connection they own: Close closes it.
@@ -107,9 +127,12 @@ func (c ownedClients) Close() error { return c.conn.Close() }
 
 // NewWithClients makes a Provisioner over existing clients, filling o's
 // defaults; it does not validate o (see Options.Validate). The Provisioner
-// owns c: Close closes it.
+// owns c: Close closes it. Calls over c get none of the connection's
+// behaviour New sets up (fail fast, retries, circuit): Unavailable is always
+// nil.
 func NewWithClients(c registry.Clients, o Options) *Provisioner {
-	p := &Provisioner{opts: o.withDefaults(), clients: c, now: time.Now}
+	o = o.withDefaults()
+	p := &Provisioner{opts: o, clients: c, now: o.Now, circuit: newCircuit(o.Circuit, o.Now, o.Logger, "")}
 	now := func() time.Time { return p.now() } // tests replace p.now
 	p.effective = newCached(p.opts.PlanTTL, now, p.loadEffective)
 	p.catalog = newCached(p.opts.CatalogTTL, now, p.loadCatalog)
@@ -124,6 +147,13 @@ func (p *Provisioner) Close() error {
 	p.catalog.wait()
 	return err
 }
+
+// Unavailable returns nil while calls to the API may go through, or, while
+// the API is considered down (see CircuitPolicy), the error every call fails
+// with at once: a *isync.Error of ClassRetryable and Cause CauseUnavailable
+// whose reason says since when and when the bridge tries again. The engine
+// asks before it starts a ticket.
+func (p *Provisioner) Unavailable() error { return p.circuit.Unavailable() }
 
 // Check makes one authenticated call (GetEffectiveEntitlements, which needs
 // registry.entitlements.list) to verify the API URL, token, organization and

@@ -24,7 +24,8 @@ func setup(t *testing.T, mut func(*Options), fopts ...fake.Option) (*fake.Server
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
-	o := Options{APIURL: srv.Addr(), OrgID: srv.OrgID(), OrgName: srv.OrgName(), Token: srv.Token()}
+	// Retries in place do not wait on the wall clock unless a test says so.
+	o := Options{APIURL: srv.Addr(), OrgID: srv.OrgID(), OrgName: srv.OrgName(), Token: srv.Token(), Sleep: noSleep}
 	if mut != nil {
 		mut(&o)
 	}
@@ -166,11 +167,16 @@ func TestProvisionQuota(t *testing.T) {
 	wantClass(t, err, isync.ClassBlocked, CauseQuota, "quota")
 }
 
+// A throttled call is retried in place; one throttled past the attempts is
+// retryable, not a quota block.
 func TestProvisionThrottledIsRetryable(t *testing.T) {
 	srv, p := setup(t, nil)
-	srv.InjectError("CreateRepo", codes.ResourceExhausted, "rate limit exceeded", 1)
+	srv.InjectError("CreateRepo", codes.ResourceExhausted, "rate limit exceeded", DefaultRetryAttempts)
 	_, err := p.Provision(ctx(t), ref("python", "latest"))
 	wantClass(t, err, isync.ClassRetryable, "")
+	if n := srv.CountCalls("CreateRepo"); n != DefaultRetryAttempts {
+		t.Fatalf("CreateRepo called %d times, want %d", n, DefaultRetryAttempts)
+	}
 }
 
 func TestProvisionTierNotEntitled(t *testing.T) {
@@ -179,8 +185,11 @@ func TestProvisionTierNotEntitled(t *testing.T) {
 	wantClass(t, err, isync.ClassBlocked, CausePrecondition, "catalog tier")
 }
 
+// Failures that are not known to pass at once (INTERNAL, UNKNOWN) are not
+// retried in place: the ticket backs off, and its next try succeeds. (The
+// codes retried in place are in TestRetryInPlace.)
 func TestProvisionTransientErrors(t *testing.T) {
-	for _, code := range []codes.Code{codes.Unavailable, codes.DeadlineExceeded, codes.Internal, codes.Unknown, codes.Aborted} {
+	for _, code := range []codes.Code{codes.Internal, codes.Unknown} {
 		t.Run(code.String(), func(t *testing.T) {
 			srv, p := setup(t, nil)
 			srv.InjectError("CreateRepo", code, "transient", 1)
@@ -188,6 +197,9 @@ func TestProvisionTransientErrors(t *testing.T) {
 			wantClass(t, err, isync.ClassRetryable, "")
 			if status.Code(err) != code {
 				t.Fatalf("status %v, want %v", status.Code(err), code)
+			}
+			if n := srv.CountCalls("CreateRepo"); n != 1 {
+				t.Fatalf("CreateRepo called %d times, want 1 (no retry in place)", n)
 			}
 			res, err := p.Provision(ctx(t), ref("python", "latest"))
 			if err != nil || res.AlreadyPresent {
@@ -197,13 +209,21 @@ func TestProvisionTransientErrors(t *testing.T) {
 	}
 }
 
+// A call that runs into the caller's deadline is retryable, and not retried
+// in place: the caller has no time left.
 func TestProvisionContextDeadline(t *testing.T) {
-	srv, p := setup(t, nil)
-	srv.Close() // the SDK waits for a server: the deadline ends the call
+	var rec sleeps
+	srv, p := setup(t, func(o *Options) { o.Sleep = rec.sleep }, fake.WithLatency(time.Hour))
 	c, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	_, err := p.Provision(c, ref("python", "latest"))
 	wantClass(t, err, isync.ClassRetryable, "")
+	if status.Code(err) != codes.DeadlineExceeded || len(rec.get()) != 0 {
+		t.Fatalf("error %v after waits %v, want DEADLINE_EXCEEDED at once", err, rec.get())
+	}
+	if n := len(srv.Calls()); n > 1 {
+		t.Fatalf("%d calls, want at most 1", n)
+	}
 }
 
 func TestProvisionPerImage(t *testing.T) {

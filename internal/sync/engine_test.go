@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chainguard-dev/image-request-bridge/internal/chainguard"
 	snfake "github.com/chainguard-dev/image-request-bridge/internal/fake/servicenow"
 	"github.com/chainguard-dev/image-request-bridge/internal/store"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
@@ -343,7 +344,7 @@ func TestServiceNowAmbiguousWriteBack(t *testing.T) {
 // A retryable Chainguard failure writes nothing to the ticket and is retried.
 func TestServiceNowRetryableProvisioning(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
-	h.cg.InjectError("CreateRepo", codes.Unavailable, "backend unavailable", 1)
+	h.cg.InjectError("CreateRepo", codes.Unavailable, "backend unavailable", chainguard.DefaultRetryAttempts)
 	r := h.ritm("python", nil)
 	h.pass(h.engine())
 	if s := h.state(r.SysID); s != "1" || len(h.notes(r.SysID)) != 0 {
@@ -542,7 +543,7 @@ func TestLeasesEndWithThePass(t *testing.T) {
 	if rc.n != 0 {
 		t.Errorf("%d Release calls for tickets that all finished, want 0 (the last save ends the lease)", rc.n)
 	}
-	h.cg.InjectError("CreateRepo", codes.Unavailable, "backend unavailable", 1)
+	h.cg.InjectError("CreateRepo", codes.Unavailable, "backend unavailable", chainguard.DefaultRetryAttempts)
 	retry := h.ritm("go", nil).SysID
 	h.pass(h.engine())
 	if rc.n != 1 {

@@ -78,6 +78,7 @@ type Server struct {
 	tokenTTL    time.Duration
 	issued      map[string]issuedToken // access tokens from Exchange
 	latency     time.Duration
+	listenAddr  string
 
 	// Indexes over catalog, repos and entitled, kept in step with them.
 	catByName  map[string]int            // catalog image name → index of its first entry
@@ -104,9 +105,10 @@ type pendingRepo struct {
 }
 
 type injection struct {
-	code  codes.Code
-	msg   string
-	times int
+	code    codes.Code
+	msg     string
+	times   int
+	applied bool // the call takes effect before the error is answered
 }
 
 // Option configures a Server.
@@ -167,7 +169,12 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 // or CANCELLED and nothing happens.
 func WithLatency(d time.Duration) Option { return func(s *Server) { s.latency = d } }
 
-// New starts a fake on a random port of 127.0.0.1.
+// WithAddress makes the fake listen on addr ("127.0.0.1:PORT") instead of a
+// random port of 127.0.0.1: a test stops a fake (Close) and starts another
+// on the same address to model an API that goes away and comes back.
+func WithAddress(addr string) Option { return func(s *Server) { s.listenAddr = addr } }
+
+// New starts a fake on a random port of 127.0.0.1 (see WithAddress).
 func New(opts ...Option) (*Server, error) {
 	s := &Server{
 		token:      DefaultToken,
@@ -210,7 +217,10 @@ func New(opts ...Option) (*Server, error) {
 			}
 		}
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if s.listenAddr == "" {
+		s.listenAddr = "127.0.0.1:0"
+	}
+	lis, err := net.Listen("tcp", s.listenAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -256,6 +266,19 @@ func (s *Server) InjectError(method string, code codes.Code, msg string, times i
 	s.inject[method] = &injection{code: code, msg: msg, times: times}
 }
 
+// InjectLostAnswer makes the next `times` calls of method take effect, then
+// answer code and msg instead of their result, as when a response is lost on
+// the way back: the caller cannot tell the call landed. times <= 0 clears
+// the injection.
+func (s *Server) InjectLostAnswer(method string, code codes.Code, msg string, times int) {
+	s.InjectError(method, code, msg, times)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if inj := s.inject[method]; inj != nil {
+		inj.applied = true
+	}
+}
+
 // DenyCapability makes method answer PERMISSION_DENIED "caller does not have
 // the required capabilities", as when the caller's role lacks the capability
 // the method needs; deny false restores it.
@@ -280,7 +303,10 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
-	if err := s.injected(method); err != nil {
+	if applied, err := s.injected(method); err != nil {
+		if applied {
+			_, _ = handler(ctx, req) // applied, but the caller never hears of it
+		}
 		return nil, err
 	}
 	if code, applyFirst, ok := s.randomFault(method); ok {
@@ -328,17 +354,17 @@ func (s *Server) randomFault(method string) (code codes.Code, applyFirst, ok boo
 
 var errNoCapability = status.Error(codes.PermissionDenied, "caller does not have the required capabilities")
 
-func (s *Server) injected(method string) error {
+func (s *Server) injected(method string) (applied bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	inj := s.inject[method]
 	if inj == nil {
-		return nil
+		return false, nil
 	}
 	if inj.times--; inj.times <= 0 {
 		delete(s.inject, method)
 	}
-	return status.Error(inj.code, inj.msg)
+	return inj.applied, status.Error(inj.code, inj.msg)
 }
 
 // authenticate accepts the static token, or an access token from Exchange
