@@ -14,13 +14,13 @@ package source
 
 import (
 	"context"
-	"github.com/chainguard-dev/image-request-bridge/internal/ratelimit"
 	"net/http"
 	"regexp"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/chainguard-dev/image-request-bridge/internal/ratelimit"
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
