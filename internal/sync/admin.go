@@ -62,18 +62,6 @@ type Step struct {
 	Report *Report
 }
 
-// Planner is implemented by provisioners that can say, with reads only, what
-// Provision would do (for `sync --dry-run`).
-type Planner interface {
-	PlanProvision(ctx context.Context, img ImageRef) (string, error)
-}
-
-// RecordReader is implemented by stores that can read one record without
-// claiming it (for `sync --dry-run`).
-type RecordReader interface {
-	Get(ctx context.Context, source, ticketID string) (Record, error)
-}
-
 // DryRun lists what a pass over the named sources (all when none) would do,
 // ticket by ticket, calling fn for each step. It reads the sources, the store
 // and Chainguard, and writes nothing anywhere.

@@ -24,12 +24,6 @@ func SplitImages(field string) []string {
 	return out
 }
 
-// ProvisionCounter is implemented by stores that can count a requester's
-// provisioned images (the daily limit).
-type ProvisionCounter interface {
-	CountProvisioned(ctx context.Context, requester string, since time.Time) (int, error)
-}
-
 // withinDailyLimit returns a Blocked error when provisioning n more images
 // for the ticket's requester would pass Options.DailyLimit.
 func (w *worker) withinDailyLimit(ctx context.Context, n int) error {
