@@ -17,7 +17,9 @@ func (e *Engine) Replay(ctx context.Context, source, id string) (Decision, error
 	if !ok {
 		return "", fmt.Errorf("unknown source %q", source)
 	}
-	t, err := src.Get(ctx, id)
+	gctx, cancel := e.readCtx(ctx)
+	t, err := src.Get(gctx, id)
+	cancel()
 	if err != nil {
 		return "", fmt.Errorf("re-reading %s ticket %s: %w", source, id, err)
 	}

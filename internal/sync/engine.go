@@ -39,7 +39,7 @@ const (
 	// DefaultReadTimeout bounds one re-read of a ticket (Source.Get): the
 	// webhook queue's, a pass's re-read of an unfinished record, the re-read
 	// before a write-back. It is further capped at Lease/2.
-	DefaultReadTimeout = time.Minute
+	DefaultReadTimeout  = time.Minute
 	DefaultReadyPoll    = time.Minute      // Options.ReadyPoll (close_on: ready)
 	DefaultReadyTimeout = 30 * time.Minute // Options.ReadyTimeout (close_on: ready)
 	DefaultQueueSize    = 1024             // Options.QueueSize: webhook queue capacity
@@ -111,6 +111,9 @@ type Engine struct {
 	inflight map[string]bool // source/ticket ids being processed in this process
 	queued   map[string]bool // source/ticket ids waiting in queue
 	queue    chan queued
+
+	outageMu stdsync.Mutex
+	outage   string // cause of the provisioner outage logged last (Circuit), "" when none
 }
 
 type queued struct {
@@ -229,10 +232,14 @@ func (e *Engine) process(ctx context.Context, src Source, t Ticket, due bool) (D
 // straight to provisioning: it is approved, valid, names one image, and the
 // policy lets it through without an upstream check (the decision is recorded
 // on t, as gate does). Everything else, and every ticket the store already
-// has, takes the step-by-step path (run). It reads only.
+// has, takes the step-by-step path (run), as does every ticket while the
+// provisioner's upstream is down (Circuit). It reads only.
 func (e *Engine) fastStart(ctx context.Context, t *Ticket) (ImageRef, bool) {
 	if !t.Open || t.Invalid != "" || e.o.DailyLimit > 0 || len(SplitImages(t.Image)) != 1 {
 		return ImageRef{}, false
+	}
+	if e.unavailable() != nil {
+		return ImageRef{}, false // the step-by-step path records the wait
 	}
 	ref, err := e.prov.ParseImage(t.Image)
 	if err != nil {
@@ -251,6 +258,48 @@ func (e *Engine) fastStart(ctx context.Context, t *Ticket) (ImageRef, bool) {
 		t.Fields = fields
 	}
 	return ref, true
+}
+
+// readCtx bounds one re-read of a ticket: ReadTimeout, and at most Lease/2
+// (a re-read made under a lease must end well within it).
+func (e *Engine) readCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, min(e.o.ReadTimeout, e.o.Lease/2))
+}
+
+// unavailable asks the provisioner, when it is a Circuit, whether its
+// upstream is down, and returns why (nil: calls may go through). An outage
+// is logged once, at warn, when it starts or its cause changes, and once at
+// info when it ends, however many tickets wait meanwhile.
+func (e *Engine) unavailable() error {
+	c, ok := e.prov.(Circuit)
+	if !ok {
+		return nil
+	}
+	err := c.Unavailable()
+	e.outageMu.Lock()
+	defer e.outageMu.Unlock()
+	switch {
+	case err != nil:
+		cause := CauseOf(err)
+		if cause == "" {
+			cause = "unspecified"
+		}
+		if cause != e.outage {
+			e.outage = cause
+			e.log.Warn().Str("cause", cause).Err(err).Msg("the provisioner's upstream is down: no provisioning call is started until it is back; tickets wait and are retried")
+		}
+	case e.outage != "":
+		e.log.Info().Str("cause", e.outage).Msg("the provisioner's upstream is back: provisioning resumes")
+		e.outage = ""
+	}
+	return err
+}
+
+// observe tells the Observer, if any, of ev.
+func (e *Engine) observe(ev Event) {
+	if e.o.Observer != nil {
+		e.o.Observer(ev)
+	}
 }
 
 // setDefault sets *p to def when it is unset: zero, negative, or "".

@@ -69,6 +69,11 @@ func (w *worker) provisionMany(ctx context.Context, images []string) (Decision, 
 	if err := w.withinDailyLimit(ctx, len(todo)); err != nil && len(todo) > 0 {
 		return w.block(ctx, err)
 	}
+	if len(todo) > 0 {
+		if err := w.e.unavailable(); err != nil {
+			return w.waitForUpstream(err)
+		}
+	}
 	wasInFlight := w.rec.State == StateProvisioning
 	w.rec.State = StateProvisioning
 	w.rec.Attempts++
@@ -78,6 +83,9 @@ func (w *worker) provisionMany(ctx context.Context, images []string) (Decision, 
 	for _, i := range todo {
 		o := &w.rec.Images[i]
 		ref, _ := w.e.prov.ParseImage(o.Requested)
+		if err := w.e.unavailable(); err != nil {
+			return w.waitForUpstream(err) // keeps the images done so far
+		}
 		if err := w.renew(); err != nil {
 			return "", err
 		}

@@ -49,9 +49,11 @@ func (e *Engine) Pass(ctx context.Context, names ...string) (Stats, error) {
 	if w, ok := e.prov.(Warmer); ok {
 		warmed := make(chan struct{})
 		defer func() { <-warmed }() // nothing outlives the pass
+		wctx, cancel := context.WithTimeout(ctx, e.o.PassTimeout)
 		go func() {
 			defer close(warmed)
-			if err := w.Warm(ctx); err != nil && ctx.Err() == nil {
+			defer cancel()
+			if err := w.Warm(wctx); err != nil && ctx.Err() == nil {
 				e.log.Debug().Err(err).Msg("reading the provisioner's catalog and plan ahead of the tickets failed; tickets read them when needed")
 			}
 		}()
@@ -77,8 +79,19 @@ type job struct {
 	recovering bool // the ticket was re-read for an unfinished record
 }
 
-func (e *Engine) passSource(ctx context.Context, src Source) (Stats, error) {
-	st := Stats{Decisions: map[Decision]int{}}
+// passSource is one pass over src, within PassTimeout: when the deadline
+// comes, the listing and the re-reads stop, tickets not yet started are left
+// for the next pass, and those in progress end their current call (an
+// interrupted attempt is re-driven at once by the next pass, see retry).
+func (e *Engine) passSource(parent context.Context, src Source) (st Stats, err error) {
+	ctx, cancel := context.WithTimeout(parent, e.o.PassTimeout)
+	defer cancel()
+	defer func() {
+		if err != nil && parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("pass deadline of %s reached, the rest is left for the next pass: %w", e.o.PassTimeout, err)
+		}
+	}()
+	st = Stats{Decisions: map[Decision]int{}}
 	var stMu stdsync.Mutex
 	// The listing runs ahead of the workers by up to two tickets per worker,
 	// so that fetching the next page overlaps with work on the current one
@@ -154,12 +167,20 @@ func (e *Engine) passSource(ctx context.Context, src Source) (Stats, error) {
 	}
 
 	// Records the listing did not show: a write-back that landed before a crash,
-	// or a ticket closed or withdrawn by a person. Re-read each one.
+	// or a ticket closed or withdrawn by a person. Re-read each one that is
+	// due (one backing off would be left alone after the read anyway).
 	var recErr error
 	if listErr == nil {
 		var unseen []Record
+		now := e.o.Now()
 		recErr = e.store.Unfinished(ctx, src.Name(), func(r Record) error {
-			if !seen[r.TicketID] {
+			switch {
+			case seen[r.TicketID]:
+			case !r.NextAttemptAt.IsZero() && now.Before(r.NextAttemptAt):
+				stMu.Lock() // the workers count too
+				st.Skipped++
+				stMu.Unlock()
+			default:
 				unseen = append(unseen, r)
 			}
 			return nil
@@ -168,9 +189,12 @@ func (e *Engine) passSource(ctx context.Context, src Source) (Stats, error) {
 			if ctx.Err() != nil {
 				break
 			}
-			t, err := src.Get(ctx, r.TicketID)
+			gctx, cancel := e.readCtx(ctx)
+			t, err := src.Get(gctx, r.TicketID)
+			cancel()
 			if err != nil {
 				e.ticketLog(r.Source, r.Key, r.RequestID).Warn().Err(err).Msg("re-reading an unfinished ticket failed; will retry next pass")
+				e.observe(Event{Source: r.Source, TicketID: r.TicketID, Key: r.Key, RequestID: r.RequestID, Decision: DecisionRetry, Detail: "re-reading the ticket failed: " + err.Error()})
 				stMu.Lock()
 				st.Errors++
 				stMu.Unlock()

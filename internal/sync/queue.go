@@ -69,8 +69,12 @@ func (e *Engine) handle(ctx context.Context, q queued) (Decision, error) {
 	if !ok {
 		return "", fmt.Errorf("unknown source %q", q.source)
 	}
-	t, err := src.Get(ctx, q.id)
+	// Bounded: a re-read that never answers must not hold a queue worker.
+	gctx, cancel := e.readCtx(ctx)
+	t, err := src.Get(gctx, q.id)
+	cancel()
 	if err != nil {
+		e.observe(Event{Source: q.source, TicketID: q.id, Decision: DecisionRetry, Detail: "re-reading the ticket failed: " + err.Error()})
 		return "", fmt.Errorf("re-reading %s ticket %s: %w", q.source, q.id, err)
 	}
 	if !t.Open && !t.AwaitingApproval && !q.due {

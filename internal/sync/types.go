@@ -11,6 +11,12 @@
 //	                  │  bridge blocked ──► blocked (one note per cause, then backoff)
 //	                  └─ retryable: attempts+1, next_attempt_at = now + backoff
 //
+// A write-back that fails leaves the record provisioned or rejected, since
+// what remains is the write, never the provisioning: attempts+1,
+// next_attempt_at = now + backoff. When the source refuses the write as
+// configured (class blocked), blocked_cause records why (one audit row per
+// cause, counted by the blocked gauge) until a write-back lands.
+//
 // Each arrow is persisted before the next external call.
 package sync
 
@@ -126,10 +132,10 @@ type Record struct {
 	Key           string
 	RequestID     string // the bridge's stable id for this request, in every note and log line
 	State         State
-	Attempts      int       // provisioning attempts so far
+	Attempts      int       // attempts so far: provisioning calls started, then write-backs failed; the backoff doubles with each
 	NextAttemptAt time.Time // zero: now
 	LastError     string
-	BlockedCause  string // current blocking cause, "" if none
+	BlockedCause  string // current blocking cause, before provisioning or at the write-back; "" if none
 	NotedCause    string // blocking causes already noted on the ticket, comma-separated
 	Image         string // requested reference, as typed
 	Reason        string // rejection reason

@@ -147,9 +147,12 @@ func (w *worker) logged(e AuditEntry) {
 		ev = w.log.Warn() // an administrator has something to look at
 	}
 	ev.Str("decision", string(e.Decision)).Str("image", w.t.Image).Str("repo_id", w.rec.Result.RepoID).Msg(e.Detail)
-	if w.e.o.Observer != nil {
-		w.e.o.Observer(Event{Source: w.src.Name(), TicketID: w.t.ID, Key: w.t.Key, RequestID: w.rec.RequestID, Decision: e.Decision, Detail: e.Detail})
-	}
+	w.observe(e.Decision, e.Detail)
+}
+
+// observe tells the Observer of decision d on the ticket.
+func (w *worker) observe(d Decision, detail string) {
+	w.e.observe(Event{Source: w.src.Name(), TicketID: w.t.ID, Key: w.t.Key, RequestID: w.rec.RequestID, Decision: d, Detail: detail})
 }
 
 func (w *worker) provision(ctx context.Context) (Decision, error) {
@@ -183,6 +186,9 @@ func (w *worker) provision(ctx context.Context) (Decision, error) {
 	if err := w.withinDailyLimit(ctx, 1); err != nil {
 		return w.block(ctx, err)
 	}
+	if err := w.e.unavailable(); err != nil {
+		return w.waitForUpstream(err)
+	}
 
 	w.rec.State = StateProvisioning
 	w.rec.Attempts++
@@ -197,6 +203,15 @@ func (w *worker) provision(ctx context.Context) (Decision, error) {
 // wasInFlight is whether the record was already provisioning before this
 // attempt (an earlier attempt's outcome was never recorded).
 func (w *worker) callProvision(ctx context.Context, ref ImageRef, wasInFlight bool) (Decision, error) {
+	if err := w.e.unavailable(); err != nil {
+		// Down since the attempt was counted and saved: it is not made, so it
+		// does not count, and the record says no call may be in flight.
+		w.rec.Attempts = max(w.rec.Attempts-1, 0)
+		if !wasInFlight {
+			w.rec.State = StateNew
+		}
+		return w.waitForUpstream(err)
+	}
 	if err := w.renew(); err != nil {
 		return "", err
 	}
@@ -262,6 +277,24 @@ func (w *worker) retry(ctx context.Context, cause error) (Decision, error) {
 	return w.last, nil
 }
 
+// waitForUpstream puts the ticket back without making a provisioning call:
+// the provisioner's upstream is down (Circuit), so nothing was tried and no
+// attempt counts. The ticket is due again after BackoffMin, a delay that
+// does not grow: the circuit, not the ticket, paces the calls. It writes no
+// audit row and logs at debug (the engine logs the outage once); the
+// Observer is told of a retry.
+func (w *worker) waitForUpstream(cause error) (Decision, error) {
+	w.rec.LastError = cause.Error()
+	w.rec.NextAttemptAt = w.e.o.Now().Add(w.e.o.BackoffMin)
+	if err := w.save(); err != nil {
+		return "", err
+	}
+	w.log.Debug().Err(cause).Msg("provisioner unavailable; the ticket waits")
+	w.observe(DecisionRetry, "provisioner unavailable: "+cause.Error())
+	w.last = DecisionRetry
+	return DecisionRetry, nil
+}
+
 func (w *worker) block(ctx context.Context, cause error) (Decision, error) {
 	w.rec.State = StateBlocked
 	w.rec.BlockedCause = CauseOf(cause)
@@ -295,7 +328,7 @@ func (w *worker) noteContext() noteContext {
 // finish marks the record done with one audit row.
 func (w *worker) finish(d Decision, detail string) (Decision, error) {
 	w.rec.State = StateDone
-	w.rec.LastError, w.rec.NextAttemptAt = "", time.Time{}
+	w.rec.BlockedCause, w.rec.LastError, w.rec.NextAttemptAt = "", "", time.Time{}
 	if err := w.saveAudit(d, detail); err != nil {
 		return "", err
 	}

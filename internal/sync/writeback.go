@@ -12,7 +12,7 @@ import (
 // earlier write landed (or a person closed it) and nothing is written again.
 func (w *worker) writeBack(ctx context.Context, recovering bool) (Decision, error) {
 	if recovering {
-		stop, d, err := w.reread(ctx, "write-back")
+		stop, d, err := w.reread(ctx, "the result note")
 		if stop {
 			return d, err
 		}
@@ -27,13 +27,10 @@ func (w *worker) writeBack(ctx context.Context, recovering bool) (Decision, erro
 		r = provisionedReport(w.rec, w.t, w.noteContext())
 	}
 	if err := w.report(ctx, r); err != nil {
-		if errors.Is(err, errLeaseLost) {
-			return "", err
-		}
-		return w.writeBackFailed(err)
+		return w.writeBackFailed(ctx, "the result note", err)
 	}
 	w.rec.State = StateDone
-	w.rec.LastError, w.rec.NextAttemptAt = "", time.Time{}
+	w.rec.BlockedCause, w.rec.LastError, w.rec.NextAttemptAt = "", "", time.Time{}
 	if err := w.saveAudit(DecisionReported, "result note written and ticket closed: "+r.Summary); err != nil {
 		return "", err
 	}
@@ -50,14 +47,63 @@ func (w *worker) report(ctx context.Context, r Report) error {
 	return w.src.Report(rctx, w.t, r)
 }
 
-func (w *worker) writeBackFailed(cause error) (Decision, error) {
+// writeBackFailed records a write that did not land: the result note, the
+// syncing note, or the re-read before one (what names it, for the log and
+// audit). The record keeps its state, which says what remains to do: the
+// image is provisioned (or the request rejected), so the next attempt
+// re-reads the ticket and writes; it never provisions again.
+//
+// Each failure counts in Attempts and the next attempt waits
+// backoff(Attempts), doubling up to BackoffMax. An attempt interrupted by
+// ctx (shutdown, the pass deadline) counts nothing and runs again at once.
+//
+// A ClassBlocked failure (the source refused the write as configured: a
+// write ACL, a missing transition, a required field) records its cause on
+// the record, which the blocked gauge counts, with one audit row each time
+// the cause changes rather than one per attempt; the engine writes nothing
+// more to the ticket (the source told the requester what it could). It
+// returns DecisionBlocked and no error. Any other failure is retryable: it
+// is logged, told to the Observer as a retry, and returned wrapped.
+func (w *worker) writeBackFailed(ctx context.Context, what string, cause error) (Decision, error) {
+	if errors.Is(cause, errLeaseLost) {
+		return "", cause
+	}
+	now := w.e.o.Now()
+	interrupted := ctx.Err() != nil
+	if interrupted {
+		w.rec.NextAttemptAt = time.Time{}
+	} else {
+		w.rec.Attempts++
+		w.rec.NextAttemptAt = now.Add(w.e.backoff(w.rec.Attempts))
+	}
+	next := w.rec.NextAttemptAt.UTC().Format(time.RFC3339)
+	if !interrupted && ClassOf(cause) == ClassBlocked {
+		c := CauseOf(cause)
+		if c == "" {
+			c = "unspecified"
+		}
+		changed := c != w.rec.BlockedCause
+		w.rec.BlockedCause, w.rec.LastError = c, ReasonOf(cause)
+		if changed {
+			if err := w.saveAudit(DecisionBlocked, fmt.Sprintf("%s blocked: %s: %s; the ticket is re-read and the write retried after %s", what, c, w.rec.LastError, next)); err != nil {
+				return "", err
+			}
+		} else {
+			if err := w.save(); err != nil {
+				return "", err
+			}
+			w.log.Info().Str("cause", c).Int("attempts", w.rec.Attempts).Str("next_attempt_at", next).Msg(what + " still blocked")
+		}
+		w.last = DecisionBlocked
+		return DecisionBlocked, nil
+	}
 	w.rec.LastError = cause.Error()
-	w.rec.NextAttemptAt = w.e.o.Now().Add(w.e.backoff(1))
 	if err := w.save(); err != nil {
 		return "", err
 	}
-	w.log.Warn().Err(cause).Msg("write-back failed; the ticket is re-read and the note retried later")
-	return w.last, fmt.Errorf("write-back to %s: %w", w.t.Key, cause)
+	w.log.Warn().Err(cause).Int("attempts", w.rec.Attempts).Str("next_attempt_at", next).Msg(what + " failed; the ticket is re-read and the write retried later")
+	w.observe(DecisionRetry, what+" failed: "+cause.Error())
+	return w.last, fmt.Errorf("%s on %s: %w", what, w.t.Key, cause)
 }
 
 func (w *worker) closeOnReady() bool {
@@ -80,16 +126,13 @@ func (w *worker) syncing(ctx context.Context, recovering bool) (Decision, error)
 	}
 	r := syncingReport(w.rec, w.t, w.noteContext(), w.e.o.ReadyTimeout)
 	if err := w.report(ctx, r); err != nil {
-		if errors.Is(err, errLeaseLost) {
-			return "", err
-		}
-		return w.writeBackFailed(err)
+		return w.writeBackFailed(ctx, "the syncing note", err)
 	}
 	now := w.e.o.Now()
 	w.rec.State = StateSyncing
 	w.rec.ReadyBy = now.Add(w.e.o.ReadyTimeout)
 	w.rec.NextAttemptAt = now.Add(w.e.o.ReadyPoll)
-	w.rec.LastError = ""
+	w.rec.BlockedCause, w.rec.LastError = "", ""
 	if err := w.saveAudit(DecisionSyncing, "syncing note written; waiting for "+w.rec.Result.PullRef+" to be pullable"); err != nil {
 		return "", err
 	}
@@ -161,11 +204,11 @@ func (w *worker) reread(ctx context.Context, before string) (stop bool, d Decisi
 	if err := w.renew(); err != nil {
 		return true, "", err
 	}
-	gctx, cancel := w.bounded(ctx, w.e.o.Lease)
+	gctx, cancel := w.bounded(ctx, w.e.o.ReadTimeout)
 	cur, err := w.src.Get(gctx, w.t.ID)
 	cancel()
 	if err != nil {
-		d, err := w.writeBackFailed(fmt.Errorf("re-reading before %s: %w", before, err))
+		d, err := w.writeBackFailed(ctx, "re-reading before "+before, err)
 		return true, d, err
 	}
 	w.t = cur
