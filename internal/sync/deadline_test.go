@@ -42,30 +42,6 @@ func (s *stuckSource) Report(_ context.Context, t isync.Ticket, _ isync.Report) 
 	return nil
 }
 
-// events returns an Observer and the channel it sends every event on.
-func events() (func(isync.Event), <-chan isync.Event) {
-	ch := make(chan isync.Event, 1024)
-	return func(ev isync.Event) { ch <- ev }, ch
-}
-
-// waitFor reads events until one matches, or fails the test after a
-// generous bound (a hang, not a timing claim).
-func waitFor(t *testing.T, ch <-chan isync.Event, what string, match func(isync.Event) bool) isync.Event {
-	t.Helper()
-	bound := time.After(30 * time.Second)
-	for {
-		select {
-		case ev := <-ch:
-			if match(ev) {
-				return ev
-			}
-		case <-bound:
-			t.Fatalf("no event: %s", what)
-			return isync.Event{}
-		}
-	}
-}
-
 // A webhook re-read that never answers is bounded by ReadTimeout: the only
 // queue worker is freed, counts the failure as a retry, and goes on to the
 // next queued ticket. Without a deadline the worker is held for good.
@@ -73,9 +49,9 @@ func TestQueueRereadHasADeadline(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, harnessOpts{})
 	src := &stuckSource{deadlines: map[string]bool{}, reports: map[string]int{}}
-	obs, ch := events()
+	evs := newEventLog()
 	e := isync.New(h.store, h.prov, []isync.Source{src}, isync.Options{Instance: "test-bridge", Concurrency: 1,
-		ReadTimeout: 50 * time.Millisecond, Now: h.clock.Now, Logger: testLogger(t), Observer: obs})
+		ReadTimeout: 50 * time.Millisecond, Now: h.clock.Now, Logger: testLogger(t), Observer: evs.observe})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.RunQueue(ctx); close(done) }()
@@ -84,12 +60,8 @@ func TestQueueRereadHasADeadline(t *testing.T) {
 	if !e.Enqueue("stuck", "stuck") || !e.Enqueue("stuck", "ok") {
 		t.Fatal("queue refused")
 	}
-	waitFor(t, ch, "the stuck re-read counted as a retry", func(ev isync.Event) bool {
-		return ev.TicketID == "stuck" && ev.Decision == isync.DecisionRetry
-	})
-	waitFor(t, ch, "the next queued ticket reported", func(ev isync.Event) bool {
-		return ev.TicketID == "ok" && ev.Decision == isync.DecisionReported
-	})
+	evs.waitFor(t, "the stuck re-read counted as a retry", decided("stuck", isync.DecisionRetry))
+	evs.waitFor(t, "the next queued ticket reported", decided("ok", isync.DecisionReported))
 }
 
 // At the defaults, every re-read carries a deadline: the webhook path's,
