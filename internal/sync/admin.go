@@ -66,11 +66,13 @@ type Step struct {
 
 // DryRun lists what a pass over the named sources (all when none) would do,
 // ticket by ticket, calling fn for each step. It reads the sources, the store
-// and Chainguard, and writes nothing anywhere.
+// and Chainguard, and writes nothing anywhere, within PassTimeout.
 func (e *Engine) DryRun(ctx context.Context, fn func(Step) error, names ...string) error {
 	if len(names) == 0 {
 		names = e.order
 	}
+	ctx, cancel := context.WithTimeout(ctx, e.o.PassTimeout) // a pass's deadline
+	defer cancel()
 	reader, _ := e.store.(RecordReader)
 	planner, _ := e.prov.(Planner)
 	nc := noteContext{instance: e.o.Instance, version: e.o.Version, now: e.o.Now()}

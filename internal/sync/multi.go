@@ -80,11 +80,13 @@ func (w *worker) provisionMany(ctx context.Context, images []string) (Decision, 
 	if err := w.save(); err != nil {
 		return "", err
 	}
-	for _, i := range todo {
+	for k, i := range todo {
 		o := &w.rec.Images[i]
 		ref, _ := w.e.prov.ParseImage(o.Requested)
-		if err := w.e.unavailable(); err != nil {
-			return w.waitForUpstream(err) // keeps the images done so far
+		if k > 0 {
+			if err := w.e.unavailable(); err != nil {
+				return w.waitForUpstream(err) // keeps the images done so far
+			}
 		}
 		if err := w.renew(); err != nil {
 			return "", err
