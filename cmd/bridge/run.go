@@ -16,7 +16,6 @@ import (
 	"github.com/chainguard-dev/image-request-bridge/internal/config"
 	"github.com/chainguard-dev/image-request-bridge/internal/metrics"
 	"github.com/chainguard-dev/image-request-bridge/internal/server"
-	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
 
 // shutdownGrace is how long in-flight tickets get to finish after SIGTERM.
@@ -183,7 +182,7 @@ func runPass(ctx context.Context, a *app.App, m *metrics.Metrics, log zerolog.Lo
 }
 
 func blockedCount(ctx context.Context, a *app.App) int {
-	n, err := a.Store.CountState(ctx, isync.StateBlocked)
+	n, err := a.Store.CountBlocked(ctx)
 	if err != nil {
 		return 0
 	}

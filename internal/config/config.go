@@ -24,14 +24,11 @@ import (
 	"github.com/chainguard-dev/image-request-bridge/internal/policy"
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
 	"github.com/chainguard-dev/image-request-bridge/internal/source"
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
 
 // Defaults.
 const (
-	DefaultConcurrency       = 4
-	DefaultLease             = 5 * time.Minute
-	DefaultBackoffMin        = 30 * time.Second
-	DefaultBackoffMax        = time.Hour
 	DefaultLogLevel          = "info"
 	DefaultLogFormat         = "auto"
 	DefaultStateDriver       = "sqlite"
@@ -187,27 +184,28 @@ func (c *Config) ApplyDefaults() {
 	if b.InstanceID == "" {
 		b.InstanceID = defaultInstanceID()
 	}
+	// The engine's own defaults, written once in internal/sync.
 	if b.Concurrency == 0 {
-		b.Concurrency = DefaultConcurrency
+		b.Concurrency = isync.DefaultConcurrency
 	}
 	if b.Lease == 0 {
-		b.Lease = DefaultLease
+		b.Lease = isync.DefaultLease
 	}
 	if b.Backoff.Min == 0 {
-		b.Backoff.Min = DefaultBackoffMin
+		b.Backoff.Min = isync.DefaultBackoffMin
 	}
 	if b.Backoff.Max == 0 {
-		b.Backoff.Max = DefaultBackoffMax
+		b.Backoff.Max = isync.DefaultBackoffMax
 	}
 	setDefault(&b.CloseOn, "provisioned")
 	if b.ReadyTimeout == 0 {
-		b.ReadyTimeout = 30 * time.Minute
+		b.ReadyTimeout = isync.DefaultReadyTimeout
 	}
 	if b.ReadyPoll == 0 {
-		b.ReadyPoll = time.Minute
+		b.ReadyPoll = isync.DefaultReadyPoll
 	}
 	if b.MaxImages == 0 {
-		b.MaxImages = 10
+		b.MaxImages = isync.DefaultMaxImages
 	}
 	setDefault(&c.Log.Level, DefaultLogLevel)
 	setDefault(&c.Log.Format, DefaultLogFormat)

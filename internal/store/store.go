@@ -66,7 +66,14 @@ type SQLite struct {
 	now  func() time.Time
 }
 
-var _ isync.Store = (*SQLite)(nil)
+// Every engine contract the store provides, checked at compile time: a
+// renamed method must fail the build, not silently turn a feature off (the
+// daily limit without ProvisionCounter, dry runs without RecordReader).
+var (
+	_ isync.Store            = (*SQLite)(nil)
+	_ isync.ProvisionCounter = (*SQLite)(nil)
+	_ isync.RecordReader     = (*SQLite)(nil)
+)
 
 // Open opens (creating if needed) the store at dsn, a file path, and brings
 // its schema up to date. ":memory:" opens a private in-memory store for tests.
@@ -829,6 +836,22 @@ func (s *SQLite) CountState(ctx context.Context, state isync.State) (int, error)
 
 // countStateQuery repeats the index's condition so that SQLite uses it.
 const countStateQuery = `SELECT count(*) FROM tickets WHERE state != 'done' AND state = ?`
+
+// CountBlocked counts the unfinished records with a blocking cause: tickets
+// blocked before provisioning (StateBlocked) and tickets whose write-back is
+// blocked (provisioned or rejected, the note or the close refused). It reads
+// the unfinished records only (the index tickets_unfinished): the
+// bridge_tickets_blocked gauge, read at every metrics scrape.
+func (s *SQLite) CountBlocked(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, countBlockedQuery).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: counting blocked records: %w", err)
+	}
+	return n, nil
+}
+
+// countBlockedQuery repeats the index's condition so that SQLite uses it.
+const countBlockedQuery = `SELECT count(*) FROM tickets WHERE state != 'done' AND blocked_cause != ''`
 
 // Append implements isync.Store: it adds one audit row. A zero Time is now.
 func (s *SQLite) Append(ctx context.Context, e isync.AuditEntry) error {

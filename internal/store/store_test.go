@@ -929,7 +929,8 @@ func TestQueriesUseTheirIndexes(t *testing.T) {
 		{"audit by source and ticket", bySourceTicket, "audit_ticket", append(append([]any{0}, bySourceTicketArgs...), pageSize)},
 		{"ticket by key", `SELECT ` + recordColumns + ` FROM tickets WHERE ticket_key = ? ORDER BY source, ticket_id`, "tickets_key", []any{"RITM0010001"}},
 		{"audit since", since, "audit_time", append(append([]any{0}, sinceArgs...), pageSize)},
-		{"blocked gauge", countStateQuery, "tickets_unfinished", []any{"blocked"}},
+		{"count by state", countStateQuery, "tickets_unfinished", []any{"blocked"}},
+		{"blocked gauge", countBlockedQuery, "tickets_unfinished", nil},
 	} {
 		rows, err := s.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.query, c.args...)
 		if err != nil {
@@ -966,6 +967,34 @@ func TestCountState(t *testing.T) {
 	}
 	if _, err := s.CountState(ctx, isync.StateDone); err == nil {
 		t.Fatal("CountState(done) scanned every finished record")
+	}
+}
+
+// The blocked gauge counts every unfinished record with a blocking cause,
+// whatever step it is blocked at (before provisioning, or at the
+// write-back of a provisioned or rejected ticket), and no finished one.
+func TestCountBlocked(t *testing.T) {
+	s, _ := openFile(t)
+	ctx := context.Background()
+	for i, c := range []struct {
+		state isync.State
+		cause string
+	}{
+		{isync.StateBlocked, "chainguard:permission_denied"},
+		{isync.StateProvisioned, "jira:transition"},
+		{isync.StateRejected, "servicenow:write_acl"},
+		{isync.StateProvisioned, ""},
+		{isync.StateProvisioning, ""},
+		{isync.StateDone, "chainguard:permission_denied"},
+	} {
+		rec, _ := claim(t, s, fmt.Sprint(i), "a", t0)
+		rec.State, rec.BlockedCause = c.state, c.cause
+		if err := s.Save(ctx, &rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.CountBlocked(ctx); err != nil || n != 3 {
+		t.Fatalf("blocked: %d, %v; want 3", n, err)
 	}
 }
 

@@ -17,7 +17,9 @@ func (e *Engine) Replay(ctx context.Context, source, id string) (Decision, error
 	if !ok {
 		return "", fmt.Errorf("unknown source %q", source)
 	}
-	t, err := src.Get(ctx, id)
+	gctx, cancel := e.readCtx(ctx)
+	t, err := src.Get(gctx, id)
+	cancel()
 	if err != nil {
 		return "", fmt.Errorf("re-reading %s ticket %s: %w", source, id, err)
 	}
@@ -62,25 +64,15 @@ type Step struct {
 	Report *Report
 }
 
-// Planner is implemented by provisioners that can say, with reads only, what
-// Provision would do (for `sync --dry-run`).
-type Planner interface {
-	PlanProvision(ctx context.Context, img ImageRef) (string, error)
-}
-
-// RecordReader is implemented by stores that can read one record without
-// claiming it (for `sync --dry-run`).
-type RecordReader interface {
-	Get(ctx context.Context, source, ticketID string) (Record, error)
-}
-
 // DryRun lists what a pass over the named sources (all when none) would do,
 // ticket by ticket, calling fn for each step. It reads the sources, the store
-// and Chainguard, and writes nothing anywhere.
+// and Chainguard, and writes nothing anywhere, within PassTimeout.
 func (e *Engine) DryRun(ctx context.Context, fn func(Step) error, names ...string) error {
 	if len(names) == 0 {
 		names = e.order
 	}
+	ctx, cancel := context.WithTimeout(ctx, e.o.PassTimeout) // a pass's deadline
+	defer cancel()
 	reader, _ := e.store.(RecordReader)
 	planner, _ := e.prov.(Planner)
 	nc := noteContext{instance: e.o.Instance, version: e.o.Version, now: e.o.Now()}

@@ -17,6 +17,7 @@ import (
 )
 
 func TestServiceNowOutcomes(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{})
 	h.cg.AddOrgRepo("node")
 
@@ -143,6 +144,7 @@ func contains(list []string, s string) bool {
 // 250 approved RITMs over pages of 20, while the bridge closes them as it pages:
 // each is processed exactly once, and a second pass writes nothing.
 func TestServiceNowPagingBacklog(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{pageSize: 20, concurrency: 8})
 	images := []string{"python", "node:20", "go", "nginx:latest", "redis", "jdk", "curl:latest-dev"}
 	var ids []string
@@ -184,6 +186,7 @@ func TestServiceNowPagingBacklog(t *testing.T) {
 // PERMISSION_DENIED keeps the RITM open with one note; later passes add none;
 // once the role is fixed the ticket completes with its result note.
 func TestServiceNowPermissionDeniedNotesOnce(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{})
 	h.cg.DenyCapability("CreateRepo", true)
 	r := h.ritm("python:latest-dev", nil)
@@ -266,8 +269,10 @@ func (c *crashStore) crash() error {
 }
 
 func TestServiceNowCrashRecovery(t *testing.T) {
+	t.Parallel()
 	for _, after := range []isync.State{isync.StateProvisioning, isync.StateProvisioned} {
 		t.Run("after "+string(after), func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, harnessOpts{})
 			r := h.ritm("python:latest-dev", nil)
 			ctx, cancel := context.WithCancel(context.Background())
@@ -313,6 +318,7 @@ func TestServiceNowCrashRecovery(t *testing.T) {
 // The PATCH lands but its answer is lost: the source re-reads instead of
 // resending, so the RITM gets exactly one note.
 func TestServiceNowAmbiguousWriteBack(t *testing.T) {
+	t.Parallel()
 	for name, f := range map[string]snfake.Fault{
 		"reset after apply": {Method: "PATCH", Reset: true, ApplyFirst: true},
 		"502 after apply":   {Method: "PATCH", Status: 502, ApplyFirst: true},
@@ -322,6 +328,7 @@ func TestServiceNowAmbiguousWriteBack(t *testing.T) {
 		"html not applied":  {Method: "PATCH", HTML: true},
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, harnessOpts{})
 			r := h.ritm("python", nil)
 			h.sn.InjectFault(f)
@@ -343,6 +350,7 @@ func TestServiceNowAmbiguousWriteBack(t *testing.T) {
 
 // A retryable Chainguard failure writes nothing to the ticket and is retried.
 func TestServiceNowRetryableProvisioning(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{})
 	h.cg.InjectError("CreateRepo", codes.Unavailable, "backend unavailable", chainguard.DefaultRetryAttempts)
 	r := h.ritm("python", nil)
@@ -359,6 +367,7 @@ func TestServiceNowRetryableProvisioning(t *testing.T) {
 
 // Tickets closed by a person between listing passes are left alone.
 func TestServiceNowWebhookPathRereads(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{})
 	r := h.ritm("python", func(x *snfake.RITM) { x.Approval = "requested" })
 	e := h.engine()
@@ -385,6 +394,7 @@ func TestServiceNowWebhookPathRereads(t *testing.T) {
 // Two bridge processes with the same instance id on one store (`bridge run`
 // plus a manual `bridge sync` on the same host) never both act on a ticket.
 func TestTwoProcessesSameInstance(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{})
 	var ids []string
 	for i := 0; i < 40; i++ {
@@ -461,8 +471,10 @@ func (s *stealStore) maybeSteal(ctx context.Context, rec isync.Record) {
 
 // A worker whose lease expired and was taken over writes nothing more.
 func TestLeaseLostStopsWorker(t *testing.T) {
+	t.Parallel()
 	for _, after := range []isync.State{isync.StateProvisioning, isync.StateProvisioned, isync.StateBlocked} {
 		t.Run(string(after), func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, harnessOpts{})
 			if after == isync.StateBlocked {
 				h.cg.DenyCapability("CreateRepo", true)
@@ -483,6 +495,7 @@ func TestLeaseLostStopsWorker(t *testing.T) {
 
 // Causes that alternate are each noted once.
 func TestAlternatingBlockedCauses(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{})
 	r := h.ritm("python", nil)
 	for i := 0; i < 6; i++ {
@@ -502,6 +515,7 @@ func TestAlternatingBlockedCauses(t *testing.T) {
 // A blocked note whose PATCH answer is lost is not written again, even when
 // the integration user cannot read sys_journal_field.
 func TestBlockedNoteLostAnswerJournalUnreadable(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{snOpts: []snfake.Option{snfake.WithJournalReadable(false)}})
 	h.cg.DenyCapability("CreateRepo", true)
 	r := h.ritm("python", nil)
@@ -533,6 +547,7 @@ func (r *releaseCounter) Release(ctx context.Context, source, ticketID, owner st
 // in its last save (no separate Release), one that did not (a retry) through
 // Release; another bridge process can take either at once.
 func TestLeasesEndWithThePass(t *testing.T) {
+	t.Parallel()
 	rc := &releaseCounter{}
 	h := newHarness(t, harnessOpts{wrapStore: func(s isync.Store) isync.Store { rc.Store = s; return rc }})
 	var done []string
@@ -605,6 +620,7 @@ func (w *writeCounter) Append(ctx context.Context, e isync.AuditEntry) error {
 // provisioning in one, provisioned with its audit row, done with its audit
 // row and its lease ended. Its audit trail is complete all the same.
 func TestNewTicketTakesThreeWrites(t *testing.T) {
+	t.Parallel()
 	wc := &writeCounter{}
 	h := newHarness(t, harnessOpts{wrapStore: func(s isync.Store) isync.Store { wc.Store = s; return wc }})
 	r := h.ritm("python", nil)

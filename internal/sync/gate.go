@@ -6,20 +6,6 @@ import (
 	"github.com/chainguard-dev/image-request-bridge/internal/policy"
 )
 
-// TierReader is implemented by provisioners that know an image's catalog
-// tier (BASE, APPLICATION, FIPS, AI, …), for policy rules on tiers.
-type TierReader interface {
-	CatalogTier(ctx context.Context, name string) (string, error)
-}
-
-// ApprovalChecker is implemented by sources that can tell whether a ticket
-// was approved by a member of a group (the security policy tier).
-type ApprovalChecker interface {
-	// ApprovedBy returns the name of an approver of t who belongs to group,
-	// or "" when none does.
-	ApprovedBy(ctx context.Context, t Ticket, group string) (string, error)
-}
-
 // decide returns the policy decision for a ticket: the strictest over its
 // images. Images that do not parse count as the default tier: they are
 // rejected later with their own reason.

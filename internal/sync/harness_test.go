@@ -56,6 +56,9 @@ type harness struct {
 	prov   *chainguard.Provisioner
 	clock  *clock
 	opts   harnessOpts
+	// observed, when set, is told of every event of the engines built by
+	// engine().
+	observed *eventLog
 }
 
 type harnessOpts struct {
@@ -133,10 +136,71 @@ func (h *harness) engine() *isync.Engine {
 		Now:         h.clock.Now,
 		Logger:      testLogger(h.t),
 	}
+	if h.observed != nil {
+		o.Observer = h.observed.observe
+	}
 	if h.opts.engineOpts != nil {
 		h.opts.engineOpts(&o)
 	}
 	return isync.New(st, h.prov, []isync.Source{h.src}, o)
+}
+
+// events makes the engines engine() builds from now on record their events.
+func (h *harness) events() *eventLog {
+	h.observed = newEventLog()
+	return h.observed
+}
+
+// eventLog records an engine's events (its Observer), so that a test waits
+// for what it expects to happen instead of sleeping. It never blocks the
+// engine and loses nothing.
+type eventLog struct {
+	mu     stdsync.Mutex
+	evs    []isync.Event
+	notify chan struct{}
+	next   int // events before it were read by waitFor
+}
+
+func newEventLog() *eventLog { return &eventLog{notify: make(chan struct{}, 1)} }
+
+func (l *eventLog) observe(ev isync.Event) {
+	l.mu.Lock()
+	l.evs = append(l.evs, ev)
+	l.mu.Unlock()
+	select {
+	case l.notify <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor returns the first event not yet read that matches, reading past
+// those that do not. It fails the test if none comes within a bound far
+// above any expected latency: the bound only turns a hang into a failure.
+func (l *eventLog) waitFor(t *testing.T, what string, match func(isync.Event) bool) isync.Event {
+	t.Helper()
+	bound := time.NewTimer(30 * time.Second)
+	defer bound.Stop()
+	for {
+		l.mu.Lock()
+		for ; l.next < len(l.evs); l.next++ {
+			if ev := l.evs[l.next]; match(ev) {
+				l.next++
+				l.mu.Unlock()
+				return ev
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.notify:
+		case <-bound.C:
+			t.Fatalf("no event: %s", what)
+		}
+	}
+}
+
+// decided matches the event of decision d on ticket id.
+func decided(id string, d isync.Decision) func(isync.Event) bool {
+	return func(ev isync.Event) bool { return ev.TicketID == id && ev.Decision == d }
 }
 
 func (h *harness) pass(e *isync.Engine) isync.Stats {

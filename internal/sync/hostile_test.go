@@ -240,6 +240,7 @@ func jiraTarget(t *testing.T, dep string) hostileTarget {
 // each source: a clear rejection or a safely escaped note, exactly one note
 // per ticket, nothing provisioned for a rejected request, no panic.
 func TestHostileInput(t *testing.T) {
+	t.Parallel()
 	for name, mk := range map[string]func(*testing.T) hostileTarget{
 		"servicenow":      serviceNowTarget,
 		"jira-cloud":      func(t *testing.T) hostileTarget { return jiraTarget(t, jfake.Cloud) },

@@ -103,8 +103,10 @@ func (h *jiraHarness) jiraWrites() int {
 var deployments = []string{jfake.Cloud, jfake.DataCenter}
 
 func TestJiraOutcomes(t *testing.T) {
+	t.Parallel()
 	for _, dep := range deployments {
 		t.Run(dep, func(t *testing.T) {
+			t.Parallel()
 			h := newJiraHarness(t, dep, harnessOpts{})
 			h.cg.AddOrgRepo("node")
 			valid := h.issue("python:latest-dev", nil)
@@ -179,8 +181,10 @@ func (h *harness) cgWrites() int {
 // 250 issues over pages of 20, leaving the JQL result as the bridge
 // transitions them: each processed once; a second pass writes nothing.
 func TestJiraPagingBacklog(t *testing.T) {
+	t.Parallel()
 	for _, dep := range deployments {
 		t.Run(dep, func(t *testing.T) {
+			t.Parallel()
 			h := newJiraHarness(t, dep, harnessOpts{pageSize: 20, concurrency: 8})
 			images := []string{"python", "node", "go", "nginx", "redis"}
 			var keys []string
@@ -220,8 +224,10 @@ func TestJiraPagingBacklog(t *testing.T) {
 }
 
 func TestJiraPermissionDeniedCommentsOnce(t *testing.T) {
+	t.Parallel()
 	for _, dep := range deployments {
 		t.Run(dep, func(t *testing.T) {
+			t.Parallel()
 			h := newJiraHarness(t, dep, harnessOpts{})
 			h.cg.DenyCapability("CreateRepo", true)
 			is := h.issue("python", nil)
@@ -249,8 +255,10 @@ func TestJiraPermissionDeniedCommentsOnce(t *testing.T) {
 // done transition is found by its target status, and the comment is posted
 // separately, once, guarded by its marker.
 func TestJiraNonDefaultWorkflow(t *testing.T) {
+	t.Parallel()
 	for _, dep := range deployments {
 		t.Run(dep, func(t *testing.T) {
+			t.Parallel()
 			h := newJiraHarness(t, dep, harnessOpts{})
 			h.jsrc = mustJira(t, h, `project = IMG AND status in (Approved, "In Progress")`)
 			a := h.issue("python", func(i *jfake.Issue) { i.Status = "In Progress" })
@@ -295,6 +303,7 @@ func mustJiraAwaiting(t *testing.T, h *jiraHarness, jql, awaiting string) *jira.
 // A justification far over Jira's 32,767-character limit still gives one
 // comment, within the limit, with the markup escaped.
 func TestJiraLongAndHostileText(t *testing.T) {
+	t.Parallel()
 	h := newJiraHarness(t, jfake.Cloud, harnessOpts{})
 	is := h.issue("python", func(i *jfake.Issue) {
 		i.Fields[h.jf.FieldID("Justification")] = "{html}<script>alert(1)</script>{html} [click|javascript:alert(1)] [~accountid:123] " + strings.Repeat("x", 40000)
@@ -316,6 +325,7 @@ func TestJiraLongAndHostileText(t *testing.T) {
 
 // Both sources in one engine: each ticket handled by its own source.
 func TestBothSourcesOnePass(t *testing.T) {
+	t.Parallel()
 	h := newJiraHarness(t, jfake.Cloud, harnessOpts{})
 	r := h.ritm("python", nil)
 	is := h.issue("node", nil)

@@ -24,12 +24,6 @@ func SplitImages(field string) []string {
 	return out
 }
 
-// ProvisionCounter is implemented by stores that can count a requester's
-// provisioned images (the daily limit).
-type ProvisionCounter interface {
-	CountProvisioned(ctx context.Context, requester string, since time.Time) (int, error)
-}
-
 // withinDailyLimit returns a Blocked error when provisioning n more images
 // for the ticket's requester would pass Options.DailyLimit.
 func (w *worker) withinDailyLimit(ctx context.Context, n int) error {
@@ -75,15 +69,25 @@ func (w *worker) provisionMany(ctx context.Context, images []string) (Decision, 
 	if err := w.withinDailyLimit(ctx, len(todo)); err != nil && len(todo) > 0 {
 		return w.block(ctx, err)
 	}
+	if len(todo) > 0 {
+		if err := w.e.unavailable(); err != nil {
+			return w.waitForUpstream(err)
+		}
+	}
 	wasInFlight := w.rec.State == StateProvisioning
 	w.rec.State = StateProvisioning
 	w.rec.Attempts++
 	if err := w.save(); err != nil {
 		return "", err
 	}
-	for _, i := range todo {
+	for k, i := range todo {
 		o := &w.rec.Images[i]
 		ref, _ := w.e.prov.ParseImage(o.Requested)
+		if k > 0 {
+			if err := w.e.unavailable(); err != nil {
+				return w.waitForUpstream(err) // keeps the images done so far
+			}
+		}
 		if err := w.renew(); err != nil {
 			return "", err
 		}

@@ -13,6 +13,7 @@ import (
 // A ticket naming three images, one unknown: two provisioned, all three
 // reported in one note, partial success stated plainly, closed complete.
 func TestTicketNamingThreeImages(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{})
 	r := h.ritm("python:latest-dev, pythn\nnode:20", nil)
 	h.pass(h.engine())
@@ -52,6 +53,7 @@ func TestTicketNamingThreeImages(t *testing.T) {
 // The per-requester daily limit blocks (one note) and lets the request
 // through once the 24-hour window allows.
 func TestDailyLimit(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{engineOpts: func(o *isync.Options) { o.DailyLimit = 2; o.Concurrency = 1 }})
 	var ids []string
 	for _, img := range []string{"python", "node", "go"} {
@@ -87,6 +89,7 @@ func TestDailyLimit(t *testing.T) {
 // The organization's repository cap reached mid-backlog: the tickets past it
 // stay open with one note each, and complete once room is made.
 func TestQuotaCapMidBacklog(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{cgOpts: []cgfake.Option{cgfake.WithMaxRepos(3)}, engineOpts: func(o *isync.Options) { o.Concurrency = 1 }})
 	var ids []string
 	for _, img := range []string{"python", "node", "go", "nginx", "redis"} {

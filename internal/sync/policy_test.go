@@ -30,6 +30,7 @@ func withPolicy(o *isync.Options) { o.Policy = testPolicy() }
 // Each tier's allow and refuse paths on ServiceNow (security: see
 // TestPolicySecurity*).
 func TestPolicyServiceNow(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{engineOpts: withPolicy, listAwaiting: true})
 	deny := h.ritm("pytorch", nil)
 	allowed := h.ritm("python", func(r *snfake.RITM) { r.Variables["environment"] = "prod" })
@@ -68,8 +69,10 @@ func TestPolicyServiceNow(t *testing.T) {
 }
 
 func TestPolicyJira(t *testing.T) {
+	t.Parallel()
 	for _, dep := range deployments {
 		t.Run(dep, func(t *testing.T) {
+			t.Parallel()
 			h := newJiraHarness(t, dep, harnessOpts{engineOpts: withPolicy})
 			h.jsrc = mustJiraAwaiting(t, h, `project = IMG AND status = Approved`, `project = IMG AND status = "Waiting for approval"`)
 			env := func(v string) func(*jfake.Issue) {
@@ -95,8 +98,10 @@ func TestPolicyJira(t *testing.T) {
 // Security tier on Jira: allowed when a JSM approver is in the security
 // group, refused (closed with the reason) when none is.
 func TestPolicySecurityJira(t *testing.T) {
+	t.Parallel()
 	for _, dep := range deployments {
 		t.Run(dep, func(t *testing.T) {
+			t.Parallel()
 			h := newJiraHarness(t, dep, harnessOpts{engineOpts: withPolicy})
 			sec := jfake.User{AccountID: "5b10ac8d82e05b22cc7d4e01", Name: "sam.sec", Key: "JIRAUSER10201", DisplayName: "Sam Security"}
 			dev := jfake.User{AccountID: "5b10ac8d82e05b22cc7d4e02", Name: "dan.dev", Key: "JIRAUSER10202", DisplayName: "Dan Lead"}
@@ -126,6 +131,7 @@ func TestPolicySecurityJira(t *testing.T) {
 // Security tier on ServiceNow: allowed when an approver of the RITM is in
 // the security group, refused when none is.
 func TestPolicySecurityServiceNow(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{engineOpts: withPolicy})
 	sec, dev := snfake.UserSysID("sam.security"), snfake.UserSysID("dan.lead")
 	h.sn.SetDisplayValue(sec, "Sam Security")

@@ -19,6 +19,7 @@ func closeOnReady(o *isync.Options) {
 // close_on: ready, learnt by polling ListTags: a syncing note, then one
 // closing note once the tag is pullable; nothing in between.
 func TestCloseOnReadyByPolling(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{cgOpts: []cgfake.Option{cgfake.WithSyncDelay(10 * time.Minute)}, engineOpts: closeOnReady})
 	r := h.ritm("python:latest-dev", nil)
 	h.pass(h.engine())
@@ -51,6 +52,7 @@ func TestCloseOnReadyByPolling(t *testing.T) {
 
 // A tag that never appears: closed incomplete with a timeout note.
 func TestCloseOnReadyTimeout(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{cgOpts: []cgfake.Option{cgfake.WithSyncDelay(10 * time.Hour)}, engineOpts: closeOnReady})
 	r := h.ritm("python:3.11", nil)
 	h.pass(h.engine())
@@ -66,8 +68,10 @@ func TestCloseOnReadyTimeout(t *testing.T) {
 
 // A repository event closes the ticket at once, without waiting for a poll.
 func TestCloseOnReadyByEvent(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{cgOpts: []cgfake.Option{cgfake.WithSyncDelay(10 * time.Minute)}, engineOpts: closeOnReady})
 	r := h.ritm("python:latest-dev", nil)
+	evs := h.events()
 	e := h.engine()
 	h.pass(e)
 	repoID := ""
@@ -83,10 +87,7 @@ func TestCloseOnReadyByEvent(t *testing.T) {
 	e.RepoEvent(ctx, isync.RepoEvent{RepoID: orgID + "/ffffffffffffffff", Tag: "latest-dev"})
 	h.clock.Add(10 * time.Minute) // the tag is now there; only an event or a poll can tell
 	e.RepoEvent(ctx, isync.RepoEvent{Type: "dev.chainguard.registry.push.v1", RepoID: repoID, Tag: "latest-dev"})
-	deadline := time.Now().Add(5 * time.Second)
-	for h.state(r.SysID) != "3" && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	evs.waitFor(t, "the ticket closed by the event", decided(r.SysID, isync.DecisionReported))
 	if notes := h.notes(r.SysID); h.state(r.SysID) != "3" || len(notes) != 2 {
 		t.Fatalf("state %s, notes %q", h.state(r.SysID), notes)
 	}
@@ -94,22 +95,21 @@ func TestCloseOnReadyByEvent(t *testing.T) {
 
 // The webhook path: a queued id is processed at once, with no listing.
 func TestQueuedTicketWithoutPoll(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOpts{})
 	r := h.ritm("python", nil)
+	evs := h.events()
 	e := h.engine()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.RunQueue(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	start := time.Now()
 	for i := 0; i < 3; i++ {
 		if !e.Enqueue("servicenow", r.SysID) {
 			t.Fatal("queue refused")
 		}
 	}
-	for h.state(r.SysID) != "3" && time.Since(start) < 5*time.Second {
-		time.Sleep(2 * time.Millisecond)
-	}
+	evs.waitFor(t, "the queued ticket reported", decided(r.SysID, isync.DecisionReported))
 	if h.state(r.SysID) != "3" || len(h.notes(r.SysID)) != 1 || h.cg.CountCalls("CreateRepo") != 1 {
 		t.Fatalf("state %s, %d notes, %d CreateRepo", h.state(r.SysID), len(h.notes(r.SysID)), h.cg.CountCalls("CreateRepo"))
 	}

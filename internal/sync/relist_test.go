@@ -96,8 +96,10 @@ func (s *offsetSource) Report(_ context.Context, t isync.Ticket, _ isync.Report)
 // handled in the same pass, once. Without it (the control), tickets are left
 // for a later pass.
 func TestRelistFindsTicketsSkippedByOffsetPaging(t *testing.T) {
+	t.Parallel()
 	for _, relists := range []bool{true, false} {
 		t.Run(fmt.Sprintf("relists=%v", relists), func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, harnessOpts{})
 			src := &offsetSource{reports: map[string]int{}, relists: relists, pageSize: 3}
 			for i := range 30 {
@@ -128,13 +130,24 @@ func TestRelistFindsTicketsSkippedByOffsetPaging(t *testing.T) {
 // ahead of the workers: only tickets already in progress can record an
 // interrupted attempt, and the others are left untouched for the next pass.
 func TestCancelledPassStartsNoQueuedTicket(t *testing.T) {
+	t.Parallel()
 	const workers = 4
-	h := newHarness(t, harnessOpts{concurrency: workers, cgOpts: []cgfake.Option{cgfake.WithLatency(200 * time.Millisecond)}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Shutdown comes as the first provisioning call ends: the workers are
+	// busy and the listing has tickets queued ahead of them.
+	var once stdsync.Once
+	h := newHarness(t, harnessOpts{concurrency: workers, cgOpts: []cgfake.Option{cgfake.WithLatency(50 * time.Millisecond)},
+		engineOpts: func(o *isync.Options) {
+			o.Observer = func(ev isync.Event) {
+				if ev.Decision == "provision_call" {
+					once.Do(cancel)
+				}
+			}
+		}})
 	for range 40 {
 		h.ritm("python", nil)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
 	_, _ = h.engine().Pass(ctx)
 	retries := 0
 	if err := h.store.Audit(context.Background(), store.AuditFilter{}, func(a isync.AuditEntry) error {

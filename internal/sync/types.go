@@ -11,11 +11,16 @@
 //	                  │  bridge blocked ──► blocked (one note per cause, then backoff)
 //	                  └─ retryable: attempts+1, next_attempt_at = now + backoff
 //
+// A write-back that fails leaves the record provisioned or rejected, since
+// what remains is the write, never the provisioning: attempts+1,
+// next_attempt_at = now + backoff. When the source refuses the write as
+// configured (class blocked), blocked_cause records why (one audit row per
+// cause, counted by the blocked gauge) until a write-back lands.
+//
 // Each arrow is persisted before the next external call.
 package sync
 
 import (
-	"context"
 	"time"
 )
 
@@ -96,63 +101,6 @@ type Result struct {
 	AlreadyPresent bool   `json:"already_present"` // the repo/entitlement existed before this ticket
 }
 
-// Source is an ITSM the engine reads tickets from and reports into.
-type Source interface {
-	// Name is the source's stable name, used in the store and logs.
-	Name() string
-	// Approved calls fn for every approved, open ticket, paging internally in a
-	// way that never skips tickets that leave the result while it pages, or
-	// else the source is a Relister. An error from fn stops the listing and is
-	// returned.
-	Approved(ctx context.Context, fn func(Ticket) error) error
-	// Get re-reads one ticket by ID. A ticket that no longer exists is an error.
-	Get(ctx context.Context, id string) (Ticket, error)
-	// Report writes r into t in one call. It never blindly resends a write whose
-	// outcome is unknown: it re-reads first, and returns nil if r already landed.
-	Report(ctx context.Context, t Ticket, r Report) error
-}
-
-// Relister is implemented by sources whose paging may skip tickets that
-// leave the listing while it pages (offset or token paging, as Jira's: the
-// bridge moves issues out of the JQL result as it closes them). PagingMaySkip
-// reports whether the last listing may have skipped any; while it does, a
-// pass that handed on tickets lists again once they are done, handing on only
-// tickets it has not seen, until a listing finds none (at most maxListings
-// listings). Keyset paging (ServiceNow's, on sys_id) skips nothing and needs
-// no second listing.
-type Relister interface {
-	PagingMaySkip() bool
-}
-
-// maxListings bounds the listings of one pass of a Relister source; a ticket
-// approved after the last is listed by the next pass.
-const maxListings = 16
-
-// Warmer is implemented by provisioners that cache what they read from
-// their API (a catalog, a plan): Warm loads it unless cached. The engine
-// calls it as a pass starts, alongside the listing, so the first ticket does
-// not wait for those reads in turn. Its error is logged; a ticket that needs
-// the answer reads it again.
-type Warmer interface {
-	Warm(ctx context.Context) error
-}
-
-// Readiness tells whether a provisioned image's tag can be pulled yet
-// (close_on: ready). Provisioners that cannot tell do not implement it.
-type Readiness interface {
-	TagReady(ctx context.Context, res Result, img ImageRef) (bool, error)
-}
-
-// Provisioner makes a catalog image available in the organization's registry.
-type Provisioner interface {
-	// ParseImage accepts or rejects a requested reference (a Rejected error that
-	// a requester understands).
-	ParseImage(raw string) (ImageRef, error)
-	// Provision is idempotent: an image already present is a success with
-	// AlreadyPresent set. Errors carry a Class.
-	Provision(ctx context.Context, img ImageRef) (Result, error)
-}
-
 // ImageOutcome is what happened to one image of a ticket naming several.
 type ImageOutcome struct {
 	Requested string `json:"requested"`        // as typed
@@ -184,10 +132,10 @@ type Record struct {
 	Key           string
 	RequestID     string // the bridge's stable id for this request, in every note and log line
 	State         State
-	Attempts      int       // provisioning attempts so far
+	Attempts      int       // attempts so far: provisioning calls started, then write-backs failed; the backoff doubles with each
 	NextAttemptAt time.Time // zero: now
 	LastError     string
-	BlockedCause  string // current blocking cause, "" if none
+	BlockedCause  string // current blocking cause, before provisioning or at the write-back; "" if none
 	NotedCause    string // blocking causes already noted on the ticket, comma-separated
 	Image         string // requested reference, as typed
 	Reason        string // rejection reason
@@ -235,37 +183,6 @@ type AuditEntry struct {
 	RepoID        string
 	Detail        string
 	Actor         string // the bridge's identity (instance id)
-}
-
-// Store persists records and the audit log. Implementations must make Claim and
-// Save atomic with respect to each other (SQLite: one transaction each).
-type Store interface {
-	// Claim returns the ticket's record, creating it in StateNew if absent, and
-	// takes its lease for owner until the given time. ok is false, with the
-	// current record, when another owner holds an unexpired lease.
-	Claim(ctx context.Context, source, ticketID, key, owner string, now, until time.Time) (rec Record, ok bool, err error)
-	// ClaimStart is Claim for a ticket the engine has already decided to act
-	// on: a record that does not exist yet is created in start's State, with
-	// its Attempts and Image (and Version 1), in the same write. An existing
-	// record is claimed as by Claim, start ignored.
-	ClaimStart(ctx context.Context, source, ticketID, key, owner string, now, until time.Time, start Record) (rec Record, ok bool, err error)
-	// Save writes rec if its Version matches the stored one, then increments
-	// rec.Version, and appends the audit rows, all in one transaction: a
-	// decision and the state it records land together or not at all.
-	// ErrConflict, with nothing written, when the version is stale.
-	//
-	// Save leaves the lease alone, except that a record whose LeaseOwner is
-	// "" is saved released: a worker's last save ends its lease in the same
-	// commit. The version check is what makes this safe: a record still at the
-	// caller's version has not been claimed by anyone else since the caller's
-	// own Claim.
-	Save(ctx context.Context, rec *Record, audit ...AuditEntry) error
-	// Release clears the lease if owner holds it.
-	Release(ctx context.Context, source, ticketID, owner string) error
-	// Unfinished calls fn for every record of source not in StateDone.
-	Unfinished(ctx context.Context, source string, fn func(Record) error) error
-	// Append adds one audit row.
-	Append(ctx context.Context, e AuditEntry) error
 }
 
 // RepoEvent is what a Chainguard CloudEvent says about a repository of the
