@@ -322,3 +322,6 @@ func (e *circuitError) Unwrap() error { return e.last }
 func (e *circuitError) GRPCStatus() *status.Status {
 	return status.New(codes.Unavailable, "chainguard: circuit open: "+e.Error())
 }
+
+// The engine checks the circuit before every provisioning call.
+var _ isync.Circuit = (*Provisioner)(nil)

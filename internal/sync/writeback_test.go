@@ -115,7 +115,7 @@ func TestJiraBlockedWriteBack(t *testing.T) {
 
 	pass()
 	rec := h.record(jira.Name, is.ID)
-	if rec.State != isync.StateProvisioned || rec.BlockedCause != "jira:transition" || !strings.Contains(rec.LastError, `"Deliver"`) {
+	if rec.State != isync.StateProvisioned || rec.BlockedCause != "jira:transition_missing" || !strings.Contains(rec.LastError, `"Deliver"`) {
 		t.Fatalf("after the refused write-back: state %s, cause %q, last error %q; want provisioned, jira:transition, naming the transition",
 			rec.State, rec.BlockedCause, rec.LastError)
 	}
