@@ -192,6 +192,7 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 		MaxImages:    cfg.Bridge.MaxImages,
 		Policy:       activePolicy(&cfg.Policy),
 		DailyLimit:   cfg.Bridge.DailyLimit,
+		PassTimeout:  cfg.Bridge.PassTimeout,
 		Logger:       log,
 		Observer:     observer,
 	})

@@ -91,6 +91,10 @@ type Bridge struct {
 	// DailyLimit caps the images provisioned per requester in any 24 hours
 	// (default 0: no limit).
 	DailyLimit int `yaml:"daily_limit"`
+	// PassTimeout ends a reconcile pass over one source (default 10m):
+	// tickets not reached by then are taken by the next pass, so a slow or
+	// paused upstream never holds a pass, or `bridge sync`, for longer.
+	PassTimeout time.Duration `yaml:"pass_timeout"`
 }
 
 // Backoff bounds an exponential backoff.
@@ -206,6 +210,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if b.MaxImages == 0 {
 		b.MaxImages = isync.DefaultMaxImages
+	}
+	if b.PassTimeout == 0 {
+		b.PassTimeout = isync.DefaultPassTimeout
 	}
 	setDefault(&c.Log.Level, DefaultLogLevel)
 	setDefault(&c.Log.Format, DefaultLogFormat)

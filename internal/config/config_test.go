@@ -108,6 +108,7 @@ func TestMinimalDefaults(t *testing.T) {
 		{"lease", c.Bridge.Lease, 5 * time.Minute},
 		{"backoff.min", c.Bridge.Backoff.Min, 30 * time.Second},
 		{"backoff.max", c.Bridge.Backoff.Max, time.Hour},
+		{"pass_timeout", c.Bridge.PassTimeout, 10 * time.Minute},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "auto"},
 		{"state.driver", c.State.Driver, "sqlite"},
@@ -389,7 +390,7 @@ func TestSecretFiles(t *testing.T) {
 
 func TestValidationAllAtOnce(t *testing.T) {
 	yml := `
-bridge: {concurrency: 65, lease: 10s, backoff: {min: 1m, max: 30s}}
+bridge: {concurrency: 65, lease: 10s, backoff: {min: 1m, max: 30s}, pass_timeout: 5s}
 log: {level: verbose, format: xml}
 state: {driver: postgres}
 chainguard:
@@ -421,6 +422,7 @@ server: {listen: "8080"}
 		"config.yaml:2: bridge.concurrency: must be between 1 and 64",
 		"bridge.lease: must be at least 30s",
 		"bridge.backoff.max: must not be shorter than bridge.backoff.min",
+		"bridge.pass_timeout: must be at least 1m",
 		"log.level: must be one of: debug, info, warn, error",
 		"log.format: must be one of: auto, json, console",
 		"state.driver: must be one of: sqlite",

@@ -115,6 +115,9 @@ func (k *checker) bridge() {
 	if b.DailyLimit < 0 {
 		k.add("bridge.daily_limit", "must be 0 (no limit) or a positive number of images")
 	}
+	if b.PassTimeout < time.Minute {
+		k.add("bridge.pass_timeout", "must be at least 1m: a pass lists every approved ticket before it ends")
+	}
 	if b.ReadyTimeout < time.Minute {
 		k.add("bridge.ready_timeout", "must be at least 1m: images take a few minutes to sync")
 	}
