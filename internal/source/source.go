@@ -10,10 +10,12 @@
 //	Section    every intake's config section (decoded under the top-level YAML key Name())
 //	Webhooker  an intake that takes webhooks at POST /webhooks/<Name()>
 //	Checker    an intake with online checks (`validate --online`, /readyz)
+//	Demoer     an intake shown in `bridge demo`, on its in-process fake
 package source
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"regexp"
 	"time"
@@ -191,4 +193,52 @@ func LogSafe(v string) string {
 		return v
 	}
 	return ""
+}
+
+// Demoer is implemented by a Connector that shows itself in `bridge demo`:
+// it starts its in-process fake (internal/fake/<name>), seeds it with a few
+// example requests and says how to configure the source against it. The demo
+// iterates the registry, so a new intake appears there by implementing this.
+type Demoer interface {
+	Demo(ctx context.Context) (*Demo, error)
+}
+
+// Demo is one intake's part of `bridge demo`.
+type Demo struct {
+	// Upstream names the fake and where it listens: "ServiceNow fake at
+	// http://127.0.0.1:41234".
+	Upstream string
+	// Seeded says what was seeded: "7 requested items (RITMs)".
+	Seeded string
+	// Section is the YAML of the source's section, pointing at the fake,
+	// without its top-level key: "enabled: true\ninstance_url: ...".
+	Section string
+	// Tickets prints a table of the seeded tickets after the pass; state
+	// gives the bridge's state of a ticket by its id ("" when the bridge
+	// never recorded it).
+	Tickets func(w io.Writer, state func(ticketID string) string)
+	// Notes prints the notes or comments the bridge wrote into the tickets.
+	Notes func(w io.Writer)
+	// Close stops the fake.
+	Close func()
+}
+
+// DemoCell renders a value for a demo table: "-" when empty, cut to 80
+// characters.
+func DemoCell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	if r := []rune(s); len(r) > 80 {
+		return string(r[:79]) + "…"
+	}
+	return s
+}
+
+// DemoState renders the bridge's state of a ticket for a demo table.
+func DemoState(state string) string {
+	if state == "" {
+		return "not touched"
+	}
+	return state
 }
