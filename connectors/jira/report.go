@@ -133,14 +133,16 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 	if _, onScreen := tr.Fields["resolution"]; onScreen {
 		payload["fields"] = map[string]any{"resolution": map[string]string{"name": resolutionFor(tr, r.Outcome)}}
 	}
-	if _, takesComment := tr.Fields["comment"]; (takesComment || (tr.HasScreen && tr.Fields == nil)) && !s.commentedAlone(t.ID) {
+	// A retried report may have had its comment posted alone by an earlier
+	// attempt whose transition was refused: then the comment goes through
+	// the marker check, not along with the transition.
+	if _, takesComment := tr.Fields["comment"]; (takesComment || (tr.HasScreen && tr.Fields == nil)) && !r.Retried {
 		payload["update"] = map[string]any{"comment": []any{map[string]any{"add": map[string]string{"body": body}}}}
 	} else if err := s.comment(ctx, t, r, body); err != nil {
 		return err
 	}
 	err := s.doJSON(ctx, http.MethodPost, path, payload, nil)
 	if err == nil {
-		s.setCommentedAlone(t.ID, false)
 		return nil
 	}
 	if cached != nil && upstream.StatusOf(err) == http.StatusBadRequest {
@@ -380,28 +382,6 @@ func (s *Source) blockedWithComment(ctx context.Context, t isync.Ticket, r isync
 	if err := s.comment(ctx, t, r, body); err != nil {
 		return err
 	}
-	s.setCommentedAlone(t.ID, true)
 	return blocked
 }
 
-// commentedAlone reports whether the result comment of issue id was posted
-// alone by blockedWithComment: the transition that follows, once it can be
-// made, must not carry it again.
-func (s *Source) commentedAlone(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.alone[id]
-}
-
-func (s *Source) setCommentedAlone(id string, v bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !v {
-		delete(s.alone, id)
-		return
-	}
-	if s.alone == nil {
-		s.alone = map[string]bool{}
-	}
-	s.alone[id] = true
-}

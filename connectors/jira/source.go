@@ -70,7 +70,6 @@ type Source struct {
 	mu         stdsync.Mutex
 	trCache    map[string]cachedTransitions // by workflowField
 	trFetch    singleflight.Group           // one transition read per workflowField at a time
-	alone      map[string]bool              // issue ids whose result comment was posted alone (blockedWithComment)
 	maySkip    bool                         // the last Approved may have skipped issues (PagingMaySkip)
 	ready      bool
 	deployment string            // resolved: cloud or datacenter

@@ -166,7 +166,8 @@ func TestMissingTransitionIsBlocked(t *testing.T) {
 // A transition refused with 400 because of a field its screen requires
 // blocks with a cause naming the field and a reason naming the field and the
 // transition; the comment is posted alone, once; once the workflow is fixed
-// the transition goes through without a second comment.
+// the retried transition goes through without a second comment, also from a
+// new process (nothing of the first attempt is kept in memory).
 func TestRequiredFieldOnTransitionIsBlocked(t *testing.T) {
 	f := jfake.New()
 	defer f.Close()
@@ -179,7 +180,8 @@ func TestRequiredFieldOnTransitionIsBlocked(t *testing.T) {
 	rep := isync.Report{Outcome: isync.OutcomeProvisioned, Marker: "m", Fields: []isync.Field{{Name: "Result", Value: "ok"}}}
 	f.InjectFault(jfake.Fault{Method: "POST", PathContains: "/transitions", Status: 400,
 		Body: `{"errorMessages":[],"errors":{"customfield_10070":"Team is required."}}`, Times: 100})
-	for range 2 {
+	for i := range 2 {
+		rep.Retried = i > 0
 		err = src.Report(ctx(t), tk, rep)
 		if isync.ClassOf(err) != isync.ClassBlocked || isync.CauseOf(err) != "jira:transition_field:customfield_10070" {
 			t.Fatalf("err = %v (cause %q), want blocked jira:transition_field:customfield_10070", err, isync.CauseOf(err))
@@ -192,7 +194,11 @@ func TestRequiredFieldOnTransitionIsBlocked(t *testing.T) {
 		t.Fatalf("%d comments, want the result comment once", n)
 	}
 	f.ClearFaults()
-	if err := src.Report(ctx(t), tk, rep); err != nil {
+	// The engine retries a write-back it drives from its record, after a
+	// restart too: a new Source, with Retried set.
+	restarted := newSource(t, f, jira.Cloud, nil)
+	rep.Retried = true
+	if err := restarted.Report(ctx(t), tk, rep); err != nil {
 		t.Fatalf("after the fix: %v", err)
 	}
 	if cur, _ := f.Issue(is.Key); cur.Status != "Done" || len(f.Comments(is.Key)) != 1 {

@@ -304,15 +304,20 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 		body["state"] = target
 		body["close_notes"] = clean(r.Summary, maxCloseNotes)
 	}
-	if target == "" {
+	if target == "" || r.Retried {
 		// A note alone leaves the RITM open, so the RITM cannot tell whether
 		// an earlier attempt landed (a crash right after it): the journal can.
+		// So for a retried result: a write ACL may have dropped the state of
+		// an earlier PATCH whose work note landed.
 		found, _, err := s.noteFound(ctx, t, r)
 		if err != nil {
 			return s.c.api.Classify(fmt.Errorf("checking the work notes of RITM %s: %w", t.Key, err))
 		}
-		if found {
+		switch {
+		case found && target == "":
 			return nil
+		case found:
+			delete(body, "work_notes") // close it without a second note
 		}
 	}
 	// The answer carries the record as written: a field the integration

@@ -191,9 +191,20 @@ func TestSilentWriteACLDropIsBlocked(t *testing.T) {
 		t.Fatalf("state %s: the fake did not drop it", cur.State)
 	}
 
+	// The work note of the refused PATCH landed: the retried write-back
+	// (the engine sets Retried, after a restart too) closes the RITM
+	// without a second note.
 	fake.AllowFieldWrite("state")
-	if err := src.Report(ctx(t), tk, result(tk.Key)); err != nil {
+	rep := result(tk.Key)
+	rep.Retried = true
+	if err := newSource(t, fake, nil).Report(ctx(t), tk, rep); err != nil {
 		t.Fatalf("with the ACL lifted: %v", err)
+	}
+	if cur, _ := fake.RITM(r.SysID); cur.State != "3" {
+		t.Errorf("state %s after the retried write-back, want 3", cur.State)
+	}
+	if n := len(fake.Journal(r.SysID)); n != 1 {
+		t.Errorf("%d work notes, want the result note once", n)
 	}
 }
 

@@ -80,6 +80,14 @@ type Report struct {
 	// Fields are the note's "name: value" lines, in order. Values may hold user
 	// text: sources escape them for their markup.
 	Fields []Field
+	// Retried: an earlier attempt at this write-back may have left part of
+	// it on the ticket (a crash, a lost answer, a write refused after the
+	// note landed: a Jira comment posted alone, a ServiceNow state dropped
+	// by a write ACL). The source looks for its note by Marker before it
+	// writes the note again. The engine sets it on every write-back it
+	// drives from the store's record rather than from a provisioning just
+	// made, so a restart between attempts loses nothing.
+	Retried bool
 }
 
 // Field is one "name: value" line of a note.

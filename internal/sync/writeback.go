@@ -26,6 +26,7 @@ func (w *worker) writeBack(ctx context.Context, recovering bool) (Decision, erro
 	} else {
 		r = provisionedReport(w.rec, w.t, w.noteContext())
 	}
+	r.Retried = recovering
 	if err := w.report(ctx, r); err != nil {
 		return w.writeBackFailed(ctx, "the result note", err)
 	}

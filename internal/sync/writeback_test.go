@@ -251,3 +251,43 @@ func TestBlockedSyncingNoteOneRowPerCause(t *testing.T) {
 		t.Errorf("CreateRepo called %d times, want 1", n)
 	}
 }
+
+// A ServiceNow write ACL that silently drops the state lets the result work
+// note land while the RITM stays open: the ticket blocks on
+// servicenow:write_acl:state, and once the ACL is fixed, a new bridge process
+// (nothing kept in memory) closes the RITM without a second note and without
+// provisioning again.
+func TestServiceNowDroppedStateClosesWithOneNote(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOpts{})
+	r := h.ritm("python", nil)
+	h.sn.DenyFieldWrite("state")
+
+	h.pass(h.engine())
+	rec := h.record("servicenow", r.SysID)
+	if rec.State != isync.StateProvisioned || rec.BlockedCause != "servicenow:write_acl:state" {
+		t.Fatalf("after the dropped state: state %s, cause %q; want provisioned, servicenow:write_acl:state", rec.State, rec.BlockedCause)
+	}
+	if n := h.blockedGauge(); n != 1 {
+		t.Fatalf("blocked gauge = %d, want 1", n)
+	}
+	if n := len(h.sn.Journal(r.SysID)); n != 1 {
+		t.Fatalf("%d work notes after the refused write-back, want the result note once", n)
+	}
+
+	h.sn.AllowFieldWrite("state")
+	h.clock.Add(time.Hour)
+	h.pass(h.engine()) // a new engine: a restarted bridge
+	if cur, _ := h.sn.RITM(r.SysID); cur.State != "3" {
+		t.Fatalf("RITM state %s after the fix, want 3 (closed complete)", cur.State)
+	}
+	if n := len(h.sn.Journal(r.SysID)); n != 1 {
+		t.Errorf("%d work notes after the fix, want the result note once", n)
+	}
+	if rec := h.record("servicenow", r.SysID); rec.State != isync.StateDone || rec.BlockedCause != "" {
+		t.Errorf("after the fix: state %s, cause %q; want done, no cause", rec.State, rec.BlockedCause)
+	}
+	if n := h.cg.CountCalls("CreateRepo"); n != 1 {
+		t.Errorf("CreateRepo called %d times, want 1", n)
+	}
+}
