@@ -384,4 +384,3 @@ func (s *Source) blockedWithComment(ctx context.Context, t isync.Ticket, r isync
 	}
 	return blocked
 }
-
