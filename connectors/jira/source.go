@@ -93,16 +93,16 @@ func New(o Options) (*Source, error) {
 		return nil, errors.New("jira: fields.image is required (the field's name, e.g. \"Image name\", or its id, customfield_N)")
 	}
 	if o.DoneTransition == "" {
-		o.DoneTransition = "Done"
+		o.DoneTransition = DefaultTransitionDone
 	}
 	if o.RejectedTransition == "" {
-		o.RejectedTransition = "Reject"
+		o.RejectedTransition = DefaultTransitionReject
 	}
 	if o.PageSize <= 0 {
-		o.PageSize = 50
+		o.PageSize = DefaultPageSize
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 30 * time.Second
+		o.Timeout = DefaultTimeout
 	}
 	if o.RetryWaitMax <= 0 {
 		o.RetryWaitMax = upstream.DefaultRetryWaitMax

@@ -66,22 +66,22 @@ func New(o Options) (*Source, error) {
 		return nil, fmt.Errorf("servicenow: catalog_item %q is not a sys_id (32 lowercase hex characters)", o.CatalogItem)
 	}
 	if o.ImageVariable == "" {
-		o.ImageVariable = "image_name"
+		o.ImageVariable = DefaultImageVariable
 	}
 	if o.JustificationVariable == "" {
-		o.JustificationVariable = "justification"
+		o.JustificationVariable = DefaultJustificationVar
 	}
 	if o.ClosedComplete == "" {
-		o.ClosedComplete = "3"
+		o.ClosedComplete = DefaultClosedComplete
 	}
 	if o.ClosedIncomplete == "" {
-		o.ClosedIncomplete = "4"
+		o.ClosedIncomplete = DefaultClosedIncomplete
 	}
 	if o.PageSize <= 0 {
-		o.PageSize = 100
+		o.PageSize = DefaultPageSize
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 30 * time.Second
+		o.Timeout = DefaultTimeout
 	}
 	if o.RetryWaitMax <= 0 {
 		o.RetryWaitMax = upstream.DefaultRetryWaitMax
