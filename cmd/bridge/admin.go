@@ -161,11 +161,23 @@ func printSummary(cmd *cobra.Command, st *store.SQLite, out io.Writer) error {
 		fmt.Fprintln(out, "\nEvery ticket the bridge has seen is done.")
 		return nil
 	}
+	// A ticket blocked at its write-back keeps the state that says what is
+	// left to do (provisioned, rejected): the cause, not the state, says it
+	// is blocked, as the bridge_tickets_blocked gauge counts it.
+	blocked := 0
+	for _, r := range open {
+		if r.BlockedCause != "" {
+			blocked++
+		}
+	}
+	if blocked > 0 {
+		fmt.Fprintf(out, "\n%d blocked: the bridge cannot act until an administrator fixes the cause (BLOCKED ON); it retries with backoff, or `bridge replay TICKET` now.\n", blocked)
+	}
 	fmt.Fprintln(out, "\nNot done:")
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TICKET\tSOURCE\tSTATE\tATTEMPTS\tNEXT ATTEMPT\tLAST ERROR")
+	fmt.Fprintln(tw, "TICKET\tSOURCE\tSTATE\tBLOCKED ON\tATTEMPTS\tNEXT ATTEMPT\tLAST ERROR")
 	for _, r := range open {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Key, r.Source, r.State, r.Attempts, when(r.NextAttemptAt), cut(r.LastError, 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Key, r.Source, r.State, orDash(r.BlockedCause), r.Attempts, when(r.NextAttemptAt), cut(r.LastError, 100))
 	}
 	return tw.Flush()
 }
@@ -392,6 +404,13 @@ func cut(s string, n int) string {
 	s = strings.ReplaceAll(s, "\n", " ")
 	if r := []rune(s); len(r) > n {
 		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
 	}
 	return s
 }

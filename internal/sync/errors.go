@@ -47,7 +47,7 @@ type Error struct {
 
 func (e *Error) Error() string {
 	switch {
-	case e.Err != nil && e.Reason != "":
+	case e.Err != nil && e.Reason != "" && e.Err.Error() != e.Reason:
 		return e.Reason + ": " + e.Err.Error()
 	case e.Err != nil:
 		return e.Err.Error()
