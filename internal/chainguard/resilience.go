@@ -302,7 +302,7 @@ func (c *circuit) errLocked() error {
 	return &isync.Error{
 		Class: isync.ClassRetryable,
 		Cause: CauseUnavailable,
-		Reason: fmt.Sprintf("the Chainguard API at %s is unreachable since %s (%d calls failed in a row); the bridge tries it again at %s",
+		Reason: fmt.Sprintf("the Chainguard API at %s is unreachable since %s (%d calls failed in a row; check chainguard.api_url and the network path to it); the bridge tries it again at %s",
 			c.api, c.since.UTC().Format(time.RFC3339), c.fails, next),
 		Err: &circuitError{last: c.last},
 	}
