@@ -159,7 +159,9 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 	if !upstream.Ambiguous(err) {
 		return s.classify(fmt.Errorf("transitioning %s with %q: %w", t.Key, tr.Name, err))
 	}
-	cur, gerr := s.Get(context.WithoutCancel(ctx), t.ID)
+	rctx, cancel := upstream.Recheck(ctx)
+	cur, gerr := s.Get(rctx, t.ID)
+	cancel()
 	if gerr != nil {
 		return fmt.Errorf("transitioning %s: %w (and re-reading it failed: %v)", t.Key, err, gerr)
 	}
@@ -188,7 +190,10 @@ func (s *Source) comment(ctx context.Context, t isync.Ticket, r isync.Report, bo
 		}
 		return nil
 	}
-	if found, cerr := s.hasComment(context.WithoutCancel(ctx), t, r); cerr == nil && found {
+	rctx, cancel := upstream.Recheck(ctx)
+	found, cerr := s.hasComment(rctx, t, r)
+	cancel()
+	if cerr == nil && found {
 		return nil
 	}
 	return isync.Retryable(fmt.Errorf("commenting on %s: %w", t.Key, err))

@@ -337,7 +337,9 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 		return s.c.api.Classify(fmt.Errorf("updating RITM %s: %w", t.Key, err))
 	}
 	// The PATCH may have landed: look before doing anything else.
-	landed, verr := s.landed(context.WithoutCancel(ctx), t, r, target)
+	rctx, cancel := upstream.Recheck(ctx)
+	landed, verr := s.landed(rctx, t, r, target)
+	cancel()
 	if verr != nil {
 		return fmt.Errorf("updating RITM %s: %w (and checking whether it landed failed: %v)", t.Key, err, verr)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
 	snfake "github.com/chainguard-dev/image-request-bridge/internal/fake/servicenow"
 	"github.com/chainguard-dev/image-request-bridge/internal/ratelimit"
+	"github.com/chainguard-dev/image-request-bridge/internal/upstream"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
 
@@ -222,5 +223,55 @@ func TestUnauthenticatedIsBlocked(t *testing.T) {
 	}
 	if n := listings(fake); n != 1 {
 		t.Errorf("a 401 was retried: %d listings", n)
+	}
+}
+
+// deadlineRecorder records, for every request that goes out, whether its
+// context had a deadline and how far off it was.
+type deadlineRecorder struct {
+	next http.RoundTripper
+	mu   chan struct{}
+	seen []time.Duration // -1: no deadline
+}
+
+func (d *deadlineRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	left := time.Duration(-1)
+	if dl, ok := r.Context().Deadline(); ok {
+		left = time.Until(dl)
+	}
+	d.mu <- struct{}{}
+	d.seen = append(d.seen, left)
+	<-d.mu
+	return d.next.RoundTrip(r)
+}
+
+// The read that asks whether a write whose answer was lost landed runs even
+// after the write's context ended, but under its own deadline: a hung
+// instance or a shutdown never waits on it unbounded.
+func TestLandedCheckHasADeadline(t *testing.T) {
+	fake := snfake.New()
+	defer fake.Close()
+	r := seed(fake, 1, "python")[0]
+	rec := &deadlineRecorder{mu: make(chan struct{}, 1)}
+	src := newSource(t, fake, func(o *servicenow.Options) {
+		o.WrapTransport = func(next http.RoundTripper) http.RoundTripper { rec.next = next; return rec }
+	})
+	tk, err := src.Get(context.Background(), r.SysID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.InjectFault(snfake.Fault{Method: http.MethodPatch, Reset: true, ApplyFirst: true})
+	rec.seen = nil
+	// No deadline on the write-back itself: only the recheck's bounds it.
+	if err := src.Report(context.Background(), tk, result(tk.Key)); err != nil {
+		t.Fatalf("the PATCH landed and the check says so: %v", err)
+	}
+	if len(rec.seen) < 2 {
+		t.Fatalf("%d requests; want the PATCH and the check after it", len(rec.seen))
+	}
+	for i, left := range rec.seen[1:] {
+		if left < 0 || left > upstream.RecheckTimeout {
+			t.Errorf("request %d after the lost PATCH answer: deadline in %v, want one within %v", i+2, left, upstream.RecheckTimeout)
+		}
 	}
 }

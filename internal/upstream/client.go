@@ -404,3 +404,17 @@ func (c *Client) hint(h, fallback string) string {
 func (c *Client) HTMLError(method, path string, status int) error {
 	return fmt.Errorf("%s %s %s: HTTP %d: %w", c.o.Display, method, path, status, &htmlError{upstream: c.o.Display, hint: c.o.HTMLHint})
 }
+
+// RecheckTimeout bounds the read that asks whether a write whose answer was
+// lost landed after all (see Recheck).
+const RecheckTimeout = 15 * time.Second
+
+// Recheck returns the context for the read that follows a write whose answer
+// was lost (a timeout, a reset, a 5xx): whether the write landed decides
+// whether it may be sent again, so the read must run even when the write's
+// own context has ended (its deadline is often why the answer was lost); it
+// is bounded by RecheckTimeout instead, so neither a hung upstream nor
+// shutdown waits on it for longer.
+func Recheck(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), RecheckTimeout)
+}
