@@ -159,7 +159,7 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 	if !upstream.Ambiguous(err) {
 		return s.classify(fmt.Errorf("transitioning %s with %q: %w", t.Key, tr.Name, err))
 	}
-	rctx, cancel := upstream.Recheck(ctx)
+	rctx, cancel := s.up.Recheck(ctx)
 	cur, gerr := s.Get(rctx, t.ID)
 	cancel()
 	if gerr != nil {
@@ -190,7 +190,7 @@ func (s *Source) comment(ctx context.Context, t isync.Ticket, r isync.Report, bo
 		}
 		return nil
 	}
-	rctx, cancel := upstream.Recheck(ctx)
+	rctx, cancel := s.up.Recheck(ctx)
 	found, cerr := s.hasComment(rctx, t, r)
 	cancel()
 	if cerr == nil && found {

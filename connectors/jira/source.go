@@ -47,6 +47,7 @@ type Options struct {
 	Timeout           time.Duration // per HTTP request (default 30s)
 	RetryMax          int           // retries of a read in place (default 4; negative: none)
 	RetryWaitMax      time.Duration // longest wait between retries and longest Retry-After honoured in place (default 30s)
+	RecheckTimeout    time.Duration // bound of the read after a write whose answer was lost, retries included (default 15s)
 	Logger            zerolog.Logger
 	// WrapTransport, when set, wraps the HTTP transport each attempt goes
 	// through (metrics).
@@ -115,11 +116,12 @@ func New(o Options) (*Source, error) {
 	// personal access token sent as a Bearer, unless an email (user name) is
 	// given, for instances that still take basic auth.
 	up := newUpstream(o.Email, o.APIToken, upstream.Options{
-		Timeout:       o.Timeout,
-		RetryMax:      o.RetryMax,
-		RetryWaitMax:  o.RetryWaitMax,
-		Limiter:       o.Limiter,
-		WrapTransport: o.WrapTransport,
+		Timeout:        o.Timeout,
+		RetryMax:       o.RetryMax,
+		RetryWaitMax:   o.RetryWaitMax,
+		RecheckTimeout: o.RecheckTimeout,
+		Limiter:        o.Limiter,
+		WrapTransport:  o.WrapTransport,
 	})
 	c, err := jira.NewClient(up.HTTPClient(), o.URL)
 	if err != nil {

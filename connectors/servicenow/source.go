@@ -38,6 +38,7 @@ type Options struct {
 	Timeout               time.Duration // per HTTP request (default 30s)
 	RetryMax              int           // retries of a read in place (default 4; negative: none)
 	RetryWaitMax          time.Duration // longest wait between retries, and longest Retry-After honoured in place (default 30s)
+	RecheckTimeout        time.Duration // bound of the read after a write whose answer was lost, retries included (default 15s)
 	Logger                zerolog.Logger
 	// WrapTransport, when set, wraps the HTTP transport each attempt goes
 	// through (metrics).
@@ -92,11 +93,12 @@ func New(o Options) (*Source, error) {
 		}
 	}
 	c, err := newClient(o.InstanceURL, o.Auth, upstream.Options{
-		Timeout:       o.Timeout,
-		RetryMax:      o.RetryMax,
-		RetryWaitMax:  o.RetryWaitMax,
-		Limiter:       o.Limiter,
-		WrapTransport: o.WrapTransport,
+		Timeout:        o.Timeout,
+		RetryMax:       o.RetryMax,
+		RetryWaitMax:   o.RetryWaitMax,
+		RecheckTimeout: o.RecheckTimeout,
+		Limiter:        o.Limiter,
+		WrapTransport:  o.WrapTransport,
 	}, o.Logger)
 	if err != nil {
 		return nil, err
@@ -337,7 +339,7 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 		return s.c.api.Classify(fmt.Errorf("updating RITM %s: %w", t.Key, err))
 	}
 	// The PATCH may have landed: look before doing anything else.
-	rctx, cancel := upstream.Recheck(ctx)
+	rctx, cancel := s.c.api.Recheck(ctx)
 	landed, verr := s.landed(rctx, t, r, target)
 	cancel()
 	if verr != nil {

@@ -71,6 +71,9 @@ type Options struct {
 	// Share one Limiter between the clients of one upstream. Its clock also
 	// times the waits between attempts.
 	Limiter *ratelimit.Limiter
+	// RecheckTimeout bounds the read after a write whose answer was lost,
+	// its retries included (default DefaultRecheckTimeout); see Recheck.
+	RecheckTimeout time.Duration
 	// WrapTransport, when set, wraps the transport each attempt goes through
 	// (metrics).
 	WrapTransport func(http.RoundTripper) http.RoundTripper
@@ -125,6 +128,9 @@ func New(o Options) *Client {
 	o.RetryWaitMin = min(o.RetryWaitMin, o.RetryWaitMax)
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
+	}
+	if o.RecheckTimeout <= 0 {
+		o.RecheckTimeout = DefaultRecheckTimeout
 	}
 	c := &Client{o: o, lim: o.Limiter}
 	if c.lim == nil {
@@ -405,16 +411,16 @@ func (c *Client) HTMLError(method, path string, status int) error {
 	return fmt.Errorf("%s %s %s: HTTP %d: %w", c.o.Display, method, path, status, &htmlError{upstream: c.o.Display, hint: c.o.HTMLHint})
 }
 
-// RecheckTimeout bounds the read that asks whether a write whose answer was
-// lost landed after all (see Recheck).
-const RecheckTimeout = 15 * time.Second
+// DefaultRecheckTimeout bounds the read that asks whether a write whose
+// answer was lost landed after all (see Client.Recheck).
+const DefaultRecheckTimeout = 15 * time.Second
 
 // Recheck returns the context for the read that follows a write whose answer
 // was lost (a timeout, a reset, a 5xx): whether the write landed decides
 // whether it may be sent again, so the read must run even when the write's
 // own context has ended (its deadline is often why the answer was lost); it
-// is bounded by RecheckTimeout instead, so neither a hung upstream nor
-// shutdown waits on it for longer.
-func Recheck(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), RecheckTimeout)
+// is bounded by Options.RecheckTimeout instead, retries included, so neither
+// a hung upstream nor shutdown waits on it for longer.
+func (c *Client) Recheck(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), c.o.RecheckTimeout)
 }
