@@ -81,7 +81,10 @@ type Options struct {
 	// once the window allows. Needs a Store that is a ProvisionCounter.
 	DailyLimit int
 	Now        func() time.Time // the clock of every decision and backoff (default time.Now)
-	Logger     zerolog.Logger
+	// Sleep waits d or until ctx ends (default: a timer): the waits between
+	// in-place tries of a write-back. Tests record them instead.
+	Sleep  func(ctx context.Context, d time.Duration) error
+	Logger zerolog.Logger
 	// Observer, when set, is told of every ticket outcome (metrics, demo tables).
 	Observer func(Event)
 }
@@ -138,6 +141,9 @@ func New(store Store, prov Provisioner, sources []Source, o Options) *Engine {
 	setDefault(&o.MaxImages, DefaultMaxImages)
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Sleep == nil {
+		o.Sleep = sleep
 	}
 	e := &Engine{store: store, prov: prov, sources: map[string]Source{}, o: o, log: o.Logger, inflight: map[string]bool{},
 		queued: map[string]bool{}, queue: make(chan queued, o.QueueSize), owner: o.Instance + "/" + runID()}
@@ -303,6 +309,18 @@ func (e *Engine) observe(ev Event) {
 }
 
 // setDefault sets *p to def when it is unset: zero, negative, or "".
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func setDefault[T int | time.Duration | string](p *T, def T) {
 	var zero T
 	if *p <= zero {

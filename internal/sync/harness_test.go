@@ -33,11 +33,33 @@ const (
 
 // clock is a settable fake clock shared by the engine.
 type clock struct {
-	mu  stdsync.Mutex
-	now time.Time
+	mu    stdsync.Mutex
+	now   time.Time
+	slept []time.Duration
 }
 
 func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+// Sleep is the engine's in-place wait on this clock: it moves the clock on
+// and returns at once, and records the wait.
+func (c *clock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.Add(d)
+	c.mu.Lock()
+	c.slept = append(c.slept, d)
+	c.mu.Unlock()
+	return nil
+}
+
+// Slept returns the waits Sleep was asked for.
+func (c *clock) Slept() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.slept...)
+}
+
 func (c *clock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
@@ -134,6 +156,7 @@ func (h *harness) engine() *isync.Engine {
 		BackoffMin:  time.Minute,
 		BackoffMax:  10 * time.Minute,
 		Now:         h.clock.Now,
+		Sleep:       h.clock.Sleep,
 		Logger:      testLogger(h.t),
 	}
 	if h.observed != nil {

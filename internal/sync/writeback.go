@@ -4,38 +4,72 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
+	"strings"
 	"time"
 )
 
 // writeBack writes the result note and closes the ticket in one source call.
 // When recovering, the ticket is re-read first: if it is no longer open, the
 // earlier write landed (or a person closed it) and nothing is written again.
+// A retryable failure is tried again in place, re-reading first, up to
+// writeBackTries times within the pass before the ticket backs off.
 func (w *worker) writeBack(ctx context.Context, recovering bool) (Decision, error) {
-	if recovering {
-		stop, d, err := w.reread(ctx, "the result note")
-		if stop {
-			return d, err
+	for try := 1; ; try++ {
+		if recovering {
+			stop, d, err := w.reread(ctx, "the result note")
+			if stop {
+				return d, err
+			}
+			if w.t.Closed {
+				return w.finish(DecisionReported, "ticket already closed; result note not written again")
+			}
 		}
-		if w.t.Closed {
-			return w.finish(DecisionReported, "ticket already closed; result note not written again")
+		var r Report
+		if w.rec.State == StateRejected {
+			r = rejectedReport(w.rec, w.t, w.noteContext())
+		} else {
+			r = provisionedReport(w.rec, w.t, w.noteContext())
 		}
+		r.Retried = recovering
+		err := w.report(ctx, r)
+		if err != nil && try < writeBackTries && w.retryInPlace(ctx, err, try) {
+			recovering = true // the write may have landed: look before writing again
+			continue
+		}
+		if err != nil {
+			return w.writeBackFailed(ctx, "the result note", err)
+		}
+		w.rec.State = StateDone
+		w.rec.BlockedCause, w.rec.LastError, w.rec.NextAttemptAt = "", "", time.Time{}
+		if err := w.saveAudit(DecisionReported, "result note written and ticket closed: "+r.Summary); err != nil {
+			return "", err
+		}
+		return w.last, nil
 	}
-	var r Report
-	if w.rec.State == StateRejected {
-		r = rejectedReport(w.rec, w.t, w.noteContext())
-	} else {
-		r = provisionedReport(w.rec, w.t, w.noteContext())
+}
+
+// In-place tries of a write-back: a transient failure (a 503, a reset, a
+// lost answer that the source could not confirm) is tried again after
+// writeBackWait, then twice that, jittered, before the ticket backs off for
+// BackoffMin or more.
+const (
+	writeBackTries = 3
+	writeBackWait  = 500 * time.Millisecond
+)
+
+// retryInPlace reports whether a failed write-back is worth another try in
+// this pass, having waited for it: only a retryable failure, while the pass
+// goes on, and not while the upstream has asked to be left alone (a pause:
+// trying again before it ends fails at once).
+func (w *worker) retryInPlace(ctx context.Context, err error, try int) bool {
+	if ClassOf(err) != ClassRetryable || errors.Is(err, errLeaseLost) || ctx.Err() != nil || strings.HasSuffix(CauseOf(err), ":paused") {
+		return false
 	}
-	r.Retried = recovering
-	if err := w.report(ctx, r); err != nil {
-		return w.writeBackFailed(ctx, "the result note", err)
-	}
-	w.rec.State = StateDone
-	w.rec.BlockedCause, w.rec.LastError, w.rec.NextAttemptAt = "", "", time.Time{}
-	if err := w.saveAudit(DecisionReported, "result note written and ticket closed: "+r.Summary); err != nil {
-		return "", err
-	}
-	return w.last, nil
+	d := writeBackWait << (try - 1)
+	d = d/2 + time.Duration(mrand.Int64N(int64(d/2)+1)) // jitter: half to all of it
+	w.log.Debug().Err(err).Dur("wait", d).Int("try", try).Msg("write-back failed; trying again in place")
+	return w.e.o.Sleep(ctx, d) == nil
 }
 
 // report renews the lease and writes r within a bounded call.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chainguard-dev/image-request-bridge/connectors/jira"
 	jfake "github.com/chainguard-dev/image-request-bridge/internal/fake/jira"
+	snfake "github.com/chainguard-dev/image-request-bridge/internal/fake/servicenow"
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
 	"github.com/chainguard-dev/image-request-bridge/internal/store"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
@@ -290,4 +291,59 @@ func TestServiceNowDroppedStateClosesWithOneNote(t *testing.T) {
 	if n := h.cg.CountCalls("CreateRepo"); n != 1 {
 		t.Errorf("CreateRepo called %d times, want 1", n)
 	}
+}
+
+// A single transient failure of a write-back (a 503 before anything was
+// applied, a reset after the PATCH landed) is tried again in place, after a
+// short wait on the engine's clock: the ticket closes in the same pass with
+// one note, and the ticket backs off only when every in-place try fails.
+func TestWriteBackBlipIsRetriedInPlace(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct {
+		fault snfake.Fault
+		waits int // in place: the source itself finds a landed write
+	}{
+		"503 before applying":  {snfake.Fault{Method: "PATCH", Status: 503}, 1},
+		"reset after applying": {snfake.Fault{Method: "PATCH", Reset: true, ApplyFirst: true}, 0},
+		"two 502s":             {snfake.Fault{Method: "PATCH", Status: 502, Times: 2}, 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, harnessOpts{})
+			r := h.ritm("python", nil)
+			h.sn.InjectFault(c.fault)
+			h.pass(h.engine())
+			if cur, _ := h.sn.RITM(r.SysID); cur.State != "3" {
+				t.Fatalf("RITM state %s after one pass, want 3: the blip was not retried in place", cur.State)
+			}
+			if n := len(h.sn.Journal(r.SysID)); n != 1 {
+				t.Errorf("%d work notes, want 1", n)
+			}
+			if rec := h.record("servicenow", r.SysID); rec.State != isync.StateDone || rec.LastError != "" {
+				t.Errorf("record: state %s, last error %q", rec.State, rec.LastError)
+			}
+			for _, d := range h.clock.Slept() {
+				if d <= 0 || d > 2*time.Second {
+					t.Errorf("waited %s in place, want a short wait", d)
+				}
+			}
+			if n := len(h.clock.Slept()); n != c.waits {
+				t.Errorf("%d waits in place, want %d", n, c.waits)
+			}
+		})
+	}
+	t.Run("every try fails", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, harnessOpts{})
+		r := h.ritm("python", nil)
+		h.sn.InjectFault(snfake.Fault{Method: "PATCH", Status: 503, Times: 100})
+		h.pass(h.engine())
+		rec := h.record("servicenow", r.SysID)
+		if rec.State != isync.StateProvisioned || rec.NextAttemptAt.IsZero() || rec.BlockedCause != "" {
+			t.Fatalf("after every try failed: state %s, next attempt %s, cause %q; want provisioned, backing off, not blocked", rec.State, rec.NextAttemptAt, rec.BlockedCause)
+		}
+		if n := len(h.clock.Slept()); n != 2 {
+			t.Errorf("%d waits in place, want 2 (three tries)", n)
+		}
+	})
 }
