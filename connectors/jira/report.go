@@ -145,9 +145,12 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 	if err == nil {
 		return nil
 	}
-	if cached != nil && upstream.StatusOf(err) == http.StatusBadRequest {
+	var ae *upstream.APIError
+	if cached != nil && upstream.StatusOf(err) == http.StatusBadRequest && !(errors.As(err, &ae) && len(ae.Fields) > 0) {
 		// A cached list that no longer fits this issue (a workflow change, a
-		// condition): nothing was done; read the issue's own list and retry once.
+		// condition): nothing was done; read the issue's own list and retry
+		// once. A field error is the screen's, not a stale list's: reading
+		// the list again would only send the same refused transition twice.
 		s.forgetTransitions(t)
 		return s.Report(ctx, t, r)
 	}

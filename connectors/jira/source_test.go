@@ -193,6 +193,15 @@ func TestRequiredFieldOnTransitionIsBlocked(t *testing.T) {
 	if n := len(f.Comments(is.Key)); n != 1 {
 		t.Fatalf("%d comments, want the result comment once", n)
 	}
+	posts := 0
+	for _, q := range f.Requests() {
+		if q.Method == "POST" && strings.HasSuffix(q.Path, "/transitions") {
+			posts++
+		}
+	}
+	if posts != 2 {
+		t.Errorf("%d transition POSTs for 2 attempts: a field error is not a stale transition list, send it once per attempt", posts)
+	}
 	f.ClearFaults()
 	// The engine retries a write-back it drives from its record, after a
 	// restart too: a new Source, with Retried set.
