@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -57,6 +58,9 @@ type Source struct {
 	o  Options
 	c  *client
 	fl string // sysparm_fields
+	// notesSeen: a result note was seen in a RITM's journal after its PATCH
+	// (checkNoteLanded), so work_notes are writable.
+	notesSeen atomic.Bool
 }
 
 var sysIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
@@ -329,7 +333,10 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 	var answer oneResponse
 	_, err := s.c.do(ctx, http.MethodPatch, table+"/"+t.ID, p, body, &answer)
 	if err == nil {
-		return s.checkWritten(t, target, body, answer.Result)
+		if err := s.checkWritten(t, target, body, answer.Result); err != nil {
+			return err
+		}
+		return s.checkNoteLanded(ctx, t, r, body)
 	}
 	if upstream.StatusOf(err) == http.StatusForbidden {
 		return isync.Blocked(Name+":write_acl", fmt.Sprintf("ServiceNow refused the update of %s: the integration user cannot write sc_req_item (a write ACL or a business rule: %s); grant it write on work_notes, state and close_notes",
@@ -368,6 +375,36 @@ func (s *Source) checkWritten(t isync.Ticket, target string, body map[string]str
 		s.o.Logger.Warn().Str("source", Name).Str("ticket", t.Key).Msg("the integration user cannot write sc_req_item.close_notes (write ACL); the RITM closed without them")
 	}
 	return nil
+}
+
+// checkNoteLanded looks, once per process, for the result note of a PATCH
+// that closed a RITM: a field-level write ACL on work_notes drops the note
+// silently, with a 200, and the answer cannot show it (work_notes reads back
+// empty). Then the RITM is closed and the requester never learns the result,
+// which no retry fixes: blocked, so the administrator hears of it at the
+// first ticket. One read per process, not per ticket: the ACL is the
+// instance's, the same for every RITM.
+func (s *Source) checkNoteLanded(ctx context.Context, t isync.Ticket, r isync.Report, body map[string]string) error {
+	if _, sent := body["work_notes"]; !sent || s.notesSeen.Load() {
+		return nil
+	}
+	found, readable, err := s.noteFound(ctx, t, r)
+	switch {
+	case err != nil:
+		s.o.Logger.Debug().Err(err).Str("source", Name).Str("ticket", t.Key).Msg("could not read the work notes back after a write-back; checked with the next one")
+		return nil
+	case found:
+		s.notesSeen.Store(true)
+		return nil
+	case !readable:
+		// No note at all on the RITM: either the note was dropped or the
+		// journal cannot be read. Say so once; nothing more to conclude.
+		s.notesSeen.Store(true)
+		s.o.Logger.Warn().Str("source", Name).Str("ticket", t.Key).Msg("cannot read back the result note of a closed RITM: the integration user may lack write on sc_req_item.work_notes or read on sys_journal_field; grant both")
+		return nil
+	}
+	return isync.Blocked(Name+":write_acl:work_notes", fmt.Sprintf("ServiceNow closed %s but dropped its work note: the integration user cannot write sc_req_item.work_notes (a field write ACL), so requesters never see the result; grant it write on work_notes", t.Key),
+		fmt.Errorf("updating RITM %s: ServiceNow answered 200 and the journal has no note %q", t.Key, r.Marker))
 }
 
 // closedState reports whether a RITM state value is one of the platform's

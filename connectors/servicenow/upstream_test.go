@@ -257,3 +257,53 @@ func TestLandedCheckHasADeadline(t *testing.T) {
 		t.Errorf("%d reads of the RITM after the lost answer; want 1, cut by the recheck deadline before any retry", gets)
 	}
 }
+
+// A field write ACL on work_notes drops the result note with a 200, and the
+// PATCH answer cannot show it (work_notes reads back empty): the first
+// write-back of a process reads the journal back and blocks on
+// servicenow:write_acl:work_notes, so the administrator hears of it at once.
+// Once a note is seen, later write-backs cost no extra read.
+func TestDroppedWorkNoteIsBlocked(t *testing.T) {
+	fake := snfake.New()
+	defer fake.Close()
+	rs := seed(fake, 3, "python")
+	for _, r := range rs {
+		fake.AddJournal(r.SysID, "work_notes", "Approved by the change board", "abel.tuter")
+	}
+	src := newSource(t, fake, nil)
+	tk, err := src.Get(ctx(t), rs[0].SysID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.DenyFieldWrite("work_notes")
+	err = src.Report(ctx(t), tk, result(tk.Key))
+	if isync.ClassOf(err) != isync.ClassBlocked || isync.CauseOf(err) != "servicenow:write_acl:work_notes" {
+		t.Fatalf("err = %v (cause %q), want blocked servicenow:write_acl:work_notes", err, isync.CauseOf(err))
+	}
+	if !strings.Contains(isync.ReasonOf(err), "work_notes") {
+		t.Errorf("reason %q does not name the field", isync.ReasonOf(err))
+	}
+
+	fake.AllowFieldWrite("work_notes")
+	tk2, err := src.Get(ctx(t), rs[1].SysID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Report(ctx(t), tk2, result(tk2.Key)); err != nil {
+		t.Fatalf("with the ACL lifted: %v", err)
+	}
+	tk3, err := src.Get(ctx(t), rs[2].SysID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A third write-back makes no read of the journal: the note was seen.
+	before := len(fake.Requests())
+	if err := src.Report(ctx(t), tk3, result(tk3.Key)); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range fake.Requests()[before:] {
+		if q.Method == http.MethodGet {
+			t.Errorf("a write-back after a note was seen read %s", q.Path)
+		}
+	}
+}
