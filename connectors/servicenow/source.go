@@ -382,8 +382,8 @@ func (s *Source) checkWritten(t isync.Ticket, target string, body map[string]str
 // silently, with a 200, and the answer cannot show it (work_notes reads back
 // empty). Then the RITM is closed and the requester never learns the result,
 // which no retry fixes: blocked, so the administrator hears of it at the
-// first ticket. One read per process, not per ticket: the ACL is the
-// instance's, the same for every RITM.
+// first ticket. Once a note has been read back, no more reads: the ACL is
+// the instance's, the same for every RITM.
 func (s *Source) checkNoteLanded(ctx context.Context, t isync.Ticket, r isync.Report, body map[string]string) error {
 	if _, sent := body["work_notes"]; !sent || s.notesSeen.Load() {
 		return nil
@@ -397,11 +397,10 @@ func (s *Source) checkNoteLanded(ctx context.Context, t isync.Ticket, r isync.Re
 		s.notesSeen.Store(true)
 		return nil
 	case !readable:
-		// No note at all on the RITM: either the note was dropped or the
-		// journal cannot be read. Say so once; nothing more to conclude.
-		s.notesSeen.Store(true)
-		s.o.Logger.Warn().Str("source", Name).Str("ticket", t.Key).Msg("cannot read back the result note of a closed RITM: the integration user may lack write on sc_req_item.work_notes or read on sys_journal_field; grant both")
-		return nil
+		// No note at all on the RITM: the note was dropped, or the journal
+		// cannot be read (which the bridge needs, to never double a note).
+		return isync.Blocked(Name+":work_notes_unverified", fmt.Sprintf("ServiceNow closed %s but its work note cannot be read back: the integration user lacks write on sc_req_item.work_notes (requesters never see the result) or read on sys_journal_field (needed to never write a note twice); grant both", t.Key),
+			fmt.Errorf("updating RITM %s: ServiceNow answered 200 and no work note of the RITM is readable", t.Key))
 	}
 	return isync.Blocked(Name+":write_acl:work_notes", fmt.Sprintf("ServiceNow closed %s but dropped its work note: the integration user cannot write sc_req_item.work_notes (a field write ACL), so requesters never see the result; grant it write on work_notes", t.Key),
 		fmt.Errorf("updating RITM %s: ServiceNow answered 200 and the journal has no note %q", t.Key, r.Marker))

@@ -307,3 +307,24 @@ func TestDroppedWorkNoteIsBlocked(t *testing.T) {
 		}
 	}
 }
+
+// A RITM that has no readable work note at all after its result PATCH: the
+// note was dropped or the journal cannot be read, and either needs a grant.
+func TestUnverifiableWorkNoteIsBlocked(t *testing.T) {
+	fake := snfake.New()
+	defer fake.Close()
+	r := seed(fake, 1, "python")[0]
+	src := newSource(t, fake, nil)
+	tk, err := src.Get(ctx(t), r.SysID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.DenyFieldWrite("work_notes")
+	err = src.Report(ctx(t), tk, result(tk.Key))
+	if isync.ClassOf(err) != isync.ClassBlocked || isync.CauseOf(err) != "servicenow:work_notes_unverified" {
+		t.Fatalf("err = %v (cause %q), want blocked servicenow:work_notes_unverified", err, isync.CauseOf(err))
+	}
+	if reason := isync.ReasonOf(err); !strings.Contains(reason, "sc_req_item.work_notes") || !strings.Contains(reason, "sys_journal_field") {
+		t.Errorf("reason %q does not name both grants", reason)
+	}
+}

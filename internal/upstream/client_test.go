@@ -241,3 +241,28 @@ func TestIsHTML(t *testing.T) {
 		t.Errorf("HTMLError = %v", err)
 	}
 }
+
+// The read after a lost write answer runs past the write's deadline, under
+// its own bound, but not past a shutdown: a cancelled context makes no read.
+func TestRecheckContext(t *testing.T) {
+	c := New(Options{Name: "x", RecheckTimeout: time.Minute})
+
+	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	rctx, rcancel := c.Recheck(expired)
+	defer rcancel()
+	if rctx.Err() != nil {
+		t.Fatalf("after the write's deadline: recheck context done (%v), want it live", rctx.Err())
+	}
+	if dl, ok := rctx.Deadline(); !ok || time.Until(dl) > time.Minute {
+		t.Fatalf("recheck deadline %v (set %v), want within RecheckTimeout", dl, ok)
+	}
+
+	stopped, stop := context.WithCancel(context.Background())
+	stop()
+	sctx, scancel := c.Recheck(stopped)
+	defer scancel()
+	if sctx.Err() == nil {
+		t.Fatal("after shutdown cancelled the write: the recheck context is live, want it done")
+	}
+}
