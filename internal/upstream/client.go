@@ -422,13 +422,15 @@ const DefaultRecheckTimeout = 15 * time.Second
 // is bounded by Options.RecheckTimeout instead, retries included, so neither
 // a hung upstream nor shutdown waits on it for longer.
 //
-// A ctx cancelled (shutdown, not a deadline) makes no read at all: the
-// returned context is done, the check fails at once, and the caller reports
-// the write as not known to have landed; the engine re-reads the ticket
-// before it writes again anyway.
+// A ctx cancelled (shutdown, not a deadline), before or during the read,
+// ends it: the check fails, and the caller reports the write as not known to
+// have landed; the engine re-reads the ticket before it writes again anyway.
 func (c *Client) Recheck(ctx context.Context) (context.Context, context.CancelFunc) {
-	if errors.Is(ctx.Err(), context.Canceled) {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(context.WithoutCancel(ctx), c.o.RecheckTimeout)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.RecheckTimeout)
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			cancel()
+		}
+	})
+	return rctx, func() { stop(); cancel() }
 }

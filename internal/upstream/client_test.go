@@ -262,7 +262,23 @@ func TestRecheckContext(t *testing.T) {
 	stop()
 	sctx, scancel := c.Recheck(stopped)
 	defer scancel()
-	if sctx.Err() == nil {
+	select {
+	case <-sctx.Done():
+	case <-time.After(time.Minute): // a hang guard, not a latency bound
 		t.Fatal("after shutdown cancelled the write: the recheck context is live, want it done")
+	}
+
+	// A shutdown during the read ends it too.
+	running, shutdown := context.WithCancel(context.Background())
+	mctx, mcancel := c.Recheck(running)
+	defer mcancel()
+	if mctx.Err() != nil {
+		t.Fatal("recheck context done before any shutdown")
+	}
+	shutdown()
+	select {
+	case <-mctx.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("a shutdown during the recheck did not end it")
 	}
 }
