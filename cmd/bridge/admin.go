@@ -325,7 +325,10 @@ func newReplayCmd() *cobra.Command {
 retrying ticket tries again; a done ticket that was reopened in the ITSM starts
 over (provisioning is idempotent, and the result note is written once); a
 closed ticket is left alone. TICKET is a RITM number, a Jira key, a sys_id or
-an issue id the bridge has seen.`,
+an issue id the bridge has seen.
+
+Replay writes to the store, so, like a pass, it is refused while a daemon
+(bridge run) uses the same store.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, log, err := loadConfig(cfgPath)
@@ -333,6 +336,11 @@ an issue id the bridge has seen.`,
 				return err
 			}
 			a, err := app.Build(cmd.Context(), cfg, log, app.Options{})
+			if held := (*store.HeldError)(nil); errors.As(err, &held) {
+				return fmt.Errorf("replay writes to the store, so it needs the store to itself: %w. "+
+					"Stop the daemon and replay (it resumes every ticket when started again), or let the daemon act: "+
+					"it tries a blocked or retrying ticket again when its backoff ends, and takes up a reopened one at its next pass", err)
+			}
 			if err != nil {
 				return err
 			}

@@ -297,10 +297,18 @@ func freePort(t *testing.T) string {
 
 func startDaemon(t *testing.T, e *env, extra string, envv ...string) *daemon {
 	t.Helper()
+	return startDaemonWith(t, e, func(cfg string) string {
+		return strings.Replace(cfg, "servicenow:\n", "servicenow:\n  schedule: \"@every 1h\"\n  webhook_secret: ${SN_HOOK}\n", 1) + extra
+	}, envv...)
+}
+
+// startDaemonWith starts `bridge run` on the env's config as edit changes it,
+// with server.listen on a free loopback port.
+func startDaemonWith(t *testing.T, e *env, edit func(string) string, envv ...string) *daemon {
+	t.Helper()
 	addr := freePort(t)
 	data, _ := os.ReadFile(e.config)
-	cfg := strings.Replace(string(data), "servicenow:\n", "servicenow:\n  schedule: \"@every 1h\"\n  webhook_secret: ${SN_HOOK}\n", 1) +
-		fmt.Sprintf("server: { listen: %q }\n", addr) + extra
+	cfg := edit(string(data)) + fmt.Sprintf("server: { listen: %q }\n", addr)
 	path := filepath.Join(filepath.Dir(e.config), "run.yaml")
 	os.WriteFile(path, []byte(cfg), 0o600)
 	cmd := exec.Command(bridgeBin, "run", "--config", path)
@@ -328,7 +336,12 @@ func startDaemon(t *testing.T, e *env, extra string, envv ...string) *daemon {
 			resp.Body.Close()
 			return d
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case err := <-d.exited:
+			d.exited <- err // for the cleanup
+			t.Fatalf("bridge run exited at start (%v):\n%s", err, d.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	t.Fatalf("bridge run did not start:\n%s", d.stderr.String())
 	return nil

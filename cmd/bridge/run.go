@@ -167,6 +167,11 @@ func (t *tracker) stopAndWait() {
 }
 
 func runPass(ctx context.Context, a *app.App, m *metrics.Metrics, log zerolog.Logger, name string) {
+	if err := a.Store.CheckFile(); err != nil {
+		// Every claim would fail: list nothing, and say why at every pass.
+		log.Error().Err(err).Str("source", name).Msg("pass skipped: the state store file was deleted or replaced")
+		return
+	}
 	start := time.Now()
 	st, err := a.Engine.Pass(ctx, name)
 	ev, msg := log.Info(), "pass finished"

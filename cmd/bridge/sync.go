@@ -27,7 +27,11 @@ retried), non-zero when it could not run (bad config, a source unreachable).
 With --dry-run, print the plan instead: for each approved ticket, the
 provisioning call, the note and the state change a pass would make. It only
 reads (the sources, the store, Chainguard's catalog and entitlements) and
-writes nothing upstream or in the store.`,
+writes nothing upstream or in the store.
+
+A pass owns the store while it runs: it is refused while a daemon (bridge
+run) or another pass uses the same store, and names that process; a dry run
+is not.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadConfig(cfgPath)
@@ -39,7 +43,7 @@ writes nothing upstream or in the store.`,
 					cfg.State.DSN = ":memory:" // no store yet: plan against an empty one, create nothing
 				}
 			}
-			a, err := app.Build(cmd.Context(), cfg, log, app.Options{Only: source})
+			a, err := app.Build(cmd.Context(), cfg, log, app.Options{Only: source, ReadOnly: dryRun})
 			if err != nil {
 				return err
 			}

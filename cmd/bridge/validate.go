@@ -28,7 +28,7 @@ func newValidateCmd() *cobra.Command {
 			if !online {
 				return nil
 			}
-			a, err := app.Build(cmd.Context(), cfg, log, app.Options{})
+			a, err := app.Build(cmd.Context(), cfg, log, app.Options{ReadOnly: true})
 			if err != nil {
 				return err
 			}

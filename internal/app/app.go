@@ -92,11 +92,23 @@ type Options struct {
 	Observer func(isync.Event)
 	// Metrics, when set, counts upstream calls and engine events.
 	Metrics *metrics.Metrics
+	// ReadOnly opens the store without owning it (store.Own): for commands
+	// that write nothing (validate, sync --dry-run), so that they run beside
+	// the process that owns it. Every other Build owns the store, and fails
+	// with a *store.HeldError while another process does.
+	ReadOnly bool
 }
 
 // Build opens the store, dials Chainguard and builds the enabled sources, in
 // registry order. It makes no upstream call besides establishing the gRPC
 // client (which is lazy).
+//
+// Unless o.ReadOnly, the process becomes the store's owner for the App's
+// life (store.Own): a second owner is refused with a *store.HeldError, and
+// the leases of processes no longer running are cleared at once, so their
+// tickets are taken up by the first pass. Build also arranges for a store
+// file deleted or replaced under the running bridge to be logged at error;
+// the store then refuses writes and Ready fails, naming the path.
 func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options) (*App, error) {
 	a := &App{Config: cfg, Log: log, checks: map[string][]source.Check{}, lastErr: map[string]*lastError{}}
 	names := source.Names(cfg.Connectors())
@@ -134,6 +146,21 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 		return nil, fmt.Errorf("opening state store: %w", err)
 	}
 	a.Store = st
+	dsn := cfg.State.DSN
+	st.OnFileLost(func(err error) {
+		log.Error().Err(err).Str("store", dsn).Msg("state store file deleted or replaced under the bridge: writes stopped, /readyz fails; restart the bridge once state.dsn names the right file")
+	})
+	if !o.ReadOnly {
+		n, err := st.Own(ctx)
+		if err != nil {
+			_ = st.Close()
+			return nil, fmt.Errorf("opening state store: %w", err)
+		}
+		if n > 0 {
+			log.Info().Int("leases_cleared", n).Str("store", dsn).
+				Msg("took over the store: cleared the leases of processes no longer running; their tickets are taken up now")
+		}
+	}
 
 	co := chainguard.Options{
 		APIURL:            cfg.Chainguard.APIURL,

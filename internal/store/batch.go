@@ -133,6 +133,13 @@ func (w *writer) run() {
 // commit runs batch in one transaction, or, if a write failed after it may
 // have written, the others each in its own; it settles every write.
 func (w *writer) commit(batch []*writeOp) {
+	// Nothing is written to a file the path no longer names (CheckFile).
+	if err := w.s.guard.check(); err != nil {
+		for _, op := range batch {
+			op.settle(err)
+		}
+		return
+	}
 	// The transactions' context is never cancelled: see write.
 	ctx := context.Background()
 	if w.commitGroup(ctx, batch) {

@@ -27,6 +27,9 @@ type checkpointer struct {
 	done sync.WaitGroup
 	once sync.Once
 	err  error
+	// check is the store's CheckFile: run at every tick, so that a file
+	// deleted or replaced under an idle store is noticed within a tick.
+	check func() error
 }
 
 // startCheckpointer starts the background checkpointer of a file store. If it
@@ -48,7 +51,7 @@ func (s *SQLite) startCheckpointer(ctx context.Context, dsn string) {
 		_ = db.Close()
 		return
 	}
-	c := &checkpointer{db: db, stop: make(chan struct{})}
+	c := &checkpointer{db: db, stop: make(chan struct{}), check: s.guard.check}
 	c.done.Add(1)
 	go c.run()
 	s.ckpt = c
@@ -63,6 +66,9 @@ func (c *checkpointer) run() {
 		case <-c.stop:
 			return
 		case <-t.C:
+			if c.check() != nil {
+				continue // never touch a file the path no longer names
+			}
 			// Errors (SQLITE_BUSY from another process's checkpoint, say) are
 			// retried at the next tick.
 			_, _ = c.db.Exec("PRAGMA wal_checkpoint(PASSIVE)")

@@ -64,6 +64,9 @@ type SQLite struct {
 	ckpt *checkpointer // nil for ":memory:"
 	path string
 	now  func() time.Time
+
+	guard *fileGuard // whether path still names the open file
+	lock  *os.File   // the owner's lock file (Own); nil when not owned
 }
 
 // Every engine contract the store provides, checked at compile time: a
@@ -102,12 +105,17 @@ func Open(ctx context.Context, dsn string) (*SQLite, error) {
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 
-	s := &SQLite{db: newCachedDB(db), path: dsn, now: time.Now}
+	s := &SQLite{db: newCachedDB(db), path: dsn, now: time.Now, guard: &fileGuard{}}
 	if err := s.migrateWhenFree(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
 	if !memory {
+		// The first query opened the file: remember which one it is.
+		if err := s.guard.watch(dsn); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 		s.startCheckpointer(ctx, dsn)
 	}
 	s.w = newWriter(s)
@@ -240,14 +248,18 @@ func (s *SQLite) checkIntegrity(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the store.
+// Close closes the store, and then gives up its ownership (Own).
 func (s *SQLite) Close() error {
 	s.w.close()
-	return errors.Join(s.ckpt.close(), s.db.Close())
+	return errors.Join(s.ckpt.close(), s.db.Close(), s.closeLock())
 }
 
-// Ping checks that the database answers a query (readiness).
+// Ping checks that the path still names the store's file (CheckFile) and
+// that the database answers a query (readiness).
 func (s *SQLite) Ping(ctx context.Context) error {
+	if err := s.CheckFile(); err != nil {
+		return err
+	}
 	var n int
 	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
 		return fmt.Errorf("store %s: %w", s.path, err)
