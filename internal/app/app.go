@@ -92,7 +92,7 @@ type Options struct {
 	Observer func(isync.Event)
 	// Metrics, when set, counts upstream calls and engine events.
 	Metrics *metrics.Metrics
-	// ReadOnly opens the store without owning it (store.Own): for commands
+	// ReadOnly opens the store without owning it (store.OpenOwner): for commands
 	// that write nothing (validate, sync --dry-run), so that they run beside
 	// the process that owns it. Every other Build owns the store, and fails
 	// with a *store.HeldError while another process does.
@@ -104,7 +104,7 @@ type Options struct {
 // client (which is lazy).
 //
 // Unless o.ReadOnly, the process becomes the store's owner for the App's
-// life (store.Own): a second owner is refused with a *store.HeldError, and
+// life (store.OpenOwner): a second owner is refused with a *store.HeldError, and
 // the leases of processes no longer running are cleared at once, so their
 // tickets are taken up by the first pass. Build also arranges for a store
 // file deleted or replaced under the running bridge to be logged at error;
@@ -141,26 +141,28 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 	if cfg.State.Driver != "" && cfg.State.Driver != "sqlite" {
 		return nil, fmt.Errorf("state.driver %q is not supported (sqlite)", cfg.State.Driver)
 	}
-	st, err := store.Open(ctx, cfg.State.DSN)
+	dsn := cfg.State.DSN
+	var (
+		st      *store.SQLite
+		cleared int
+		err     error
+	)
+	if o.ReadOnly {
+		st, err = store.Open(ctx, dsn)
+	} else {
+		st, cleared, err = store.OpenOwner(ctx, dsn)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening state store: %w", err)
 	}
 	a.Store = st
-	dsn := cfg.State.DSN
+	if cleared > 0 {
+		log.Info().Int("leases_cleared", cleared).Str("store", dsn).
+			Msg("took over the store: cleared the leases of processes no longer running; their tickets are taken up now")
+	}
 	st.OnFileLost(func(err error) {
 		log.Error().Err(err).Str("store", dsn).Msg("state store file deleted or replaced under the bridge: writes stopped, /readyz fails; restart the bridge once state.dsn names the right file")
 	})
-	if !o.ReadOnly {
-		n, err := st.Own(ctx)
-		if err != nil {
-			_ = st.Close()
-			return nil, fmt.Errorf("opening state store: %w", err)
-		}
-		if n > 0 {
-			log.Info().Int("leases_cleared", n).Str("store", dsn).
-				Msg("took over the store: cleared the leases of processes no longer running; their tickets are taken up now")
-		}
-	}
 
 	co := chainguard.Options{
 		APIURL:            cfg.Chainguard.APIURL,

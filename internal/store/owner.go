@@ -31,7 +31,7 @@ func (h Holder) String() string {
 	return s
 }
 
-// HeldError is Own's error when another process owns the store.
+// HeldError is OpenOwner's error when another process owns the store.
 type HeldError struct {
 	Path   string // the store's database file
 	Holder Holder // as the owner wrote it; zero if it could not be read
@@ -48,49 +48,40 @@ func (e *HeldError) Error() string {
 // beside the database.
 func LockPath(path string) string { return path + ".lock" }
 
-// Own makes this process the store's only writer for as long as the store is
-// open. It takes an exclusive lock (flock) on LockPath, writes the Holder
-// into it, and then clears every lease in the store in one write, returning
-// how many it cleared.
+// OpenOwner opens the store at dsn as Open does, as its owner: this process
+// becomes the store's only writer for as long as the store is open. It first
+// takes an exclusive lock (flock) on LockPath(dsn), before SQLite touches the
+// file, and writes the Holder into it; it then opens the store and clears
+// every lease in it in one write, returning how many it cleared.
 //
 // Why clearing is safe: a lease is how two processes avoid working on one
 // ticket at once, and with the lock no other process can be writing, so every
 // lease found belongs to a process that is gone (killed, crashed, its host
 // lost); its tickets are taken over at once instead of after bridge.lease.
 // The lock is released by Close, and by the kernel when the process dies
-// however it dies: a stale lock file holds nothing. Own must therefore be
-// called before this process claims any ticket.
+// however it dies: a stale lock file holds nothing.
 //
-// Readers (status, audit, dry runs) do not call Own and are not blocked. A
-// store held by another process yields a *HeldError naming it (host, pid,
-// since when). A ":memory:" store is private: Own returns 0, nil.
-func (s *SQLite) Own(ctx context.Context) (int, error) {
-	if s.path == ":memory:" {
-		return 0, nil
+// Readers (status, audit, dry runs) use Open and are not blocked. A store
+// owned by another process yields a *HeldError naming it (host, pid, since
+// when). A ":memory:" store is private: OpenOwner is Open.
+func OpenOwner(ctx context.Context, dsn string) (*SQLite, int, error) {
+	if dsn == "" || dsn == ":memory:" {
+		s, err := Open(ctx, dsn)
+		return s, 0, err
 	}
-	if s.lock != nil {
-		return 0, errors.New("store: Own called twice")
+	if err := checkFile(dsn); err != nil {
+		return nil, 0, err
 	}
-	path := LockPath(s.path)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	lock, err := takeLock(dsn, time.Now())
 	if err != nil {
-		return 0, fmt.Errorf("store %s: lock file: %w", s.path, err)
+		return nil, 0, err
 	}
-	if err := lockFile(f); err != nil {
-		defer f.Close()
-		if errors.Is(err, errLocked) {
-			return 0, &HeldError{Path: s.path, Holder: readHolder(f)}
-		}
-		return 0, fmt.Errorf("store %s: locking %s: %w", s.path, path, err)
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		lock.Close()
+		return nil, 0, err
 	}
-	host, _ := os.Hostname()
-	h := Holder{Host: host, PID: os.Getpid(), Since: s.now().UTC().Truncate(time.Second), Command: command()}
-	b, _ := json.Marshal(h) // strings, an int and a time: cannot fail
-	if err := writeHolder(f, append(b, '\n')); err != nil {
-		f.Close()
-		return 0, fmt.Errorf("store %s: writing %s: %w", s.path, path, err)
-	}
-	s.lock = f
+	s.lock = lock
 	var n int64
 	err = s.w.write(ctx, func(ctx context.Context, tx *cachedTx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tickets SET lease_owner = '', lease_until = '' WHERE lease_owner != ''`)
@@ -101,9 +92,35 @@ func (s *SQLite) Own(ctx context.Context) (int, error) {
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("store %s: clearing the leases of processes no longer running: %w", s.path, err)
+		s.Close()
+		return nil, 0, fmt.Errorf("store %s: clearing the leases of processes no longer running: %w", dsn, err)
 	}
-	return int(n), nil
+	return s, int(n), nil
+}
+
+// takeLock takes the owner's lock of the store at path and writes the
+// Holder into it.
+func takeLock(path string, now time.Time) (*os.File, error) {
+	lp := LockPath(path)
+	f, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: lock file: %w", path, err)
+	}
+	if err := lockFile(f); err != nil {
+		defer f.Close()
+		if errors.Is(err, errLocked) {
+			return nil, &HeldError{Path: path, Holder: readHolder(f)}
+		}
+		return nil, fmt.Errorf("store %s: locking %s: %w", path, lp, err)
+	}
+	host, _ := os.Hostname()
+	h := Holder{Host: host, PID: os.Getpid(), Since: now.UTC().Truncate(time.Second), Command: command()}
+	b, _ := json.Marshal(h) // strings, an int and a time: cannot fail
+	if err := writeHolder(f, append(b, '\n')); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("store %s: writing %s: %w", path, lp, err)
+	}
+	return f, nil
 }
 
 // command is the program's name and subcommand ("bridge run").
@@ -137,7 +154,7 @@ func readHolder(f *os.File) Holder {
 	return h
 }
 
-// closeLock releases the lock; nil if the store was not owned.
+// closeLock releases the owner's lock; nil if the store was not owned.
 func (s *SQLite) closeLock() error {
 	if s.lock == nil {
 		return nil

@@ -17,20 +17,12 @@ import (
 func TestOwnRefusesASecondOwnerAndNamesIt(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "bridge.db")
-	a, err := Open(ctx, path)
+	a, _, err := OpenOwner(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	if _, err := a.Own(ctx); err != nil {
-		t.Fatal(err)
-	}
-	b, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	_, err = b.Own(ctx)
+	_, _, err = OpenOwner(ctx, path)
 	var held *HeldError
 	if !errors.As(err, &held) {
 		t.Fatalf("a second owner got %v, want a HeldError", err)
@@ -44,15 +36,22 @@ func TestOwnRefusesASecondOwnerAndNamesIt(t *testing.T) {
 			t.Errorf("the refusal lacks %q: %v", want, err)
 		}
 	}
+	b, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("a reader cannot open a store that is owned: %v", err)
+	}
+	defer b.Close()
 	if _, err := b.Counts(ctx); err != nil {
-		t.Errorf("a store that is not owned cannot read: %v", err)
+		t.Errorf("a reader cannot read a store that is owned: %v", err)
 	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Own(ctx); err != nil {
+	c, _, err := OpenOwner(ctx, path)
+	if err != nil {
 		t.Fatalf("the store was closed by its owner, yet: %v", err)
 	}
+	c.Close()
 }
 
 // The new owner of a store clears the leases left by a process that is gone,
@@ -76,14 +75,13 @@ func TestOwnClearsTheLeasesOfProcessesGone(t *testing.T) {
 	}
 	dead.Close() // as a killed process leaves it: leases held, no lock
 
-	s, err := Open(ctx, path)
+	s, n, err := OpenOwner(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	n, err := s.Own(ctx)
-	if err != nil || n != 2 {
-		t.Fatalf("Own cleared %d leases (%v), want the 2 still held", n, err)
+	if n != 2 {
+		t.Fatalf("the new owner cleared %d leases, want the 2 still held", n)
 	}
 	for i := range 3 {
 		if _, ok, err := s.Claim(ctx, "servicenow", fmt.Sprint("t", i), "", "bridge/new", now, now.Add(5*time.Minute)); err != nil || !ok {

@@ -66,7 +66,7 @@ type SQLite struct {
 	now  func() time.Time
 
 	guard *fileGuard // whether path still names the open file
-	lock  *os.File   // the owner's lock file (Own); nil when not owned
+	lock  *os.File   // the owner's lock file (OpenOwner); nil when not owned
 }
 
 // Every engine contract the store provides, checked at compile time: a
@@ -248,7 +248,7 @@ func (s *SQLite) checkIntegrity(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the store, and then gives up its ownership (Own).
+// Close closes the store, and then gives up its ownership (OpenOwner).
 func (s *SQLite) Close() error {
 	s.w.close()
 	return errors.Join(s.ckpt.close(), s.db.Close(), s.closeLock())
