@@ -168,7 +168,7 @@ func (w *world) tally() tally {
 		case r.State == "1":
 			t.open++
 		}
-		switch n := len(w.sn.Journal(id)); {
+		switch n := len(w.sn.WorkNotes(id)); {
 		case n == 0:
 			t.noNote++
 		case n > 1:
