@@ -16,6 +16,7 @@ import (
 	"github.com/chainguard-dev/image-request-bridge/connectors"
 	"github.com/chainguard-dev/image-request-bridge/connectors/jira"
 	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
+	"github.com/chainguard-dev/image-request-bridge/internal/policy"
 )
 
 // Values that must never appear in an error message or in Redacted output.
@@ -168,6 +169,38 @@ func TestExampleLoads(t *testing.T) {
 		if out := fmt.Sprintf(verb, c); strings.Contains(out, secretMarker) || strings.Contains(out, fmt.Sprintf("%x", cgToken)) {
 			t.Errorf("printing the config with %s leaks: %s", verb, out)
 		}
+	}
+}
+
+// A copied example must be safe: no rule lets a request through without
+// the human approval unless the administrator writes one (the example keeps
+// such a rule commented out), and the bridge's notes stay where requesters
+// are meant to read them.
+func TestExampleIsSafeWhenCopied(t *testing.T) {
+	for k, v := range testEnv {
+		t.Setenv(k, v)
+	}
+	c, err := Load(filepath.Join("..", "..", "config.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Policy.HasAuto() || c.Policy.Default != policy.Approval {
+		t.Errorf("the example skips human approval: default %q, rules %+v", c.Policy.Default, c.Policy.Rules)
+	}
+	for _, r := range c.Policy.Rules {
+		if r.Tier != policy.Approval && r.Tier != policy.Security && r.Tier != policy.Deny {
+			t.Errorf("rule %q has tier %q", r.Name, r.Tier)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join("..", "..", "config.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^\s*#\s*tier: auto$`).Match(data) {
+		t.Error("the example no longer shows an auto rule, commented out, to copy")
+	}
+	if jr(c).CommentVisibility != "internal" || !sn(c).WritesRequesterComment() {
+		t.Errorf("jira.comment_visibility %q, servicenow.requester_comment %q", jr(c).CommentVisibility, sn(c).RequesterComment)
 	}
 }
 
