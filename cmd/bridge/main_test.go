@@ -385,6 +385,12 @@ func TestRunWebhookClosesTicket(t *testing.T) {
 		t.Fatalf("signed delivery answered %d", code)
 	}
 	waitFor(t, hangGuard, func() bool { got, _ := e.sn.RITM(r.SysID); return got.State == "3" })
+	// The ticket is counted once its write-back has returned, which may
+	// follow the PATCH by a read of the journal.
+	waitFor(t, hangGuard, func() bool {
+		_, m := d.get(t, "/metrics")
+		return strings.Contains(m, `bridge_tickets_total{decision="reported",source="servicenow"} 1`)
+	})
 	if n := countLists(e.sn); n != lists {
 		t.Errorf("the RITM was found by polling (%d listings), not by the webhook", n-lists)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/chainguard-dev/image-request-bridge/connectors/jira"
 	jfake "github.com/chainguard-dev/image-request-bridge/internal/fake/jira"
 	"github.com/chainguard-dev/image-request-bridge/internal/secret"
+	"github.com/chainguard-dev/image-request-bridge/internal/source"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
 
@@ -201,5 +202,45 @@ func TestUnauthenticatedNamesTheFix(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The section's new keys: defaults, allowed values, and email required
+// only when basic auth is sent.
+func TestConfigAuthAndVisibility(t *testing.T) {
+	problems := func(mod func(*jira.Config)) string {
+		c := &jira.Config{Enabled: true, URL: "https://jira.example.com", JQL: "project = IMG",
+			APIToken: secret.New("tok"), Fields: jira.Fields{Image: "Image name", Justification: "Justification"}}
+		mod(c)
+		c.Defaults()
+		var p source.Problems
+		c.Validate(&p)
+		var out []string
+		for _, pr := range p.List() {
+			out = append(out, pr.Path+": "+pr.Msg)
+		}
+		return strings.Join(out, "; ")
+	}
+	for _, c := range []struct {
+		name string
+		mod  func(*jira.Config)
+		want string // "" = valid
+	}{
+		{"datacenter with the example's email", func(c *jira.Config) { c.Deployment, c.Email = jira.DataCenter, "image-bridge@example.com" }, ""},
+		{"datacenter without email", func(c *jira.Config) { c.Deployment = jira.DataCenter }, ""},
+		{"basic without email", func(c *jira.Config) { c.Deployment, c.Auth = jira.DataCenter, jira.AuthBasic }, "email: required with auth: basic"},
+		{"cloud without email", func(c *jira.Config) { c.Deployment = jira.Cloud }, "email: required on Jira Cloud"},
+		{"unknown auth", func(c *jira.Config) { c.Auth = "token" }, "auth:"},
+		{"unknown visibility", func(c *jira.Config) { c.CommentVisibility = "private" }, "comment_visibility:"},
+	} {
+		got := problems(c.mod)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s: problems %q, want %q", c.name, got, c.want)
+		}
+	}
+	c := &jira.Config{}
+	c.Defaults()
+	if c.Auth != jira.Auto || c.CommentVisibility != jira.VisibilityInternal {
+		t.Errorf("defaults: auth %q, comment_visibility %q", c.Auth, c.CommentVisibility)
 	}
 }
