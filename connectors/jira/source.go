@@ -257,7 +257,8 @@ func (s *Source) serverDeployment(ctx context.Context) (string, error) {
 // jira.deployment, which also decides the credentials sent; otherwise
 // classify names the refused credentials.
 func (s *Source) refused(ctx context.Context, err error) error {
-	if upstream.StatusOf(err) != http.StatusUnauthorized || s.o.Deployment == Auto {
+	if upstream.StatusOf(err) != http.StatusUnauthorized || s.o.Deployment == Auto || s.o.Auth != "" {
+		// With jira.auth set, the deployment does not decide the credentials.
 		return s.classify(err)
 	}
 	actual, ierr := s.serverDeployment(ctx)

@@ -129,6 +129,10 @@ func TestAuthFollowsDeployment(t *testing.T) {
 		{"auto on cloud", jfake.Cloud, jira.Auto, "", jfake.DefaultAPIToken, nil, "basic"},
 		{"datacenter taking basic auth", jfake.DataCenter, jira.DataCenter, jira.AuthBasic, "s3cret",
 			[]jfake.Option{jfake.WithBasicAuth(jfake.DefaultEmail, "s3cret")}, "basic"},
+		// serverInfo refused without credentials: not an Atlassian host, so
+		// Data Center.
+		{"auto on datacenter without anonymous access", jfake.DataCenter, jira.Auto, "", jfake.DefaultPAT,
+			[]jfake.Option{jfake.WithoutAnonymousAccess()}, "bearer"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := jfake.New(append([]jfake.Option{jfake.WithDeployment(c.fake)}, c.fakeOpts...)...)
@@ -146,10 +150,14 @@ func TestAuthFollowsDeployment(t *testing.T) {
 			}
 			for i, r := range f.Requests() {
 				want := c.want
+				status := 200
 				if i == 0 && c.deployment == jira.Auto {
 					want = "none" // serverInfo, anonymously
+					if len(c.fakeOpts) > 0 {
+						status = 401
+					}
 				}
-				if a := authOf(r); a != want || r.Status != 200 {
+				if a := authOf(r); a != want || r.Status != status {
 					t.Errorf("%s %s: %s credentials, status %d; want %s, 200", r.Method, r.Path, a, r.Status, want)
 				}
 			}

@@ -89,6 +89,7 @@ type Server struct {
 	email, apiToken string
 	pat             string
 	dcBasic         bool // Data Center also takes basic auth (WithBasicAuth)
+	noAnonymous     bool // serverInfo needs credentials too (WithoutAnonymousAccess)
 	clock           func() time.Time
 	contextPath     string
 	commentLimit    int
@@ -155,6 +156,12 @@ func WithProjectType(key, typeKey string) Option {
 		}
 		s.projectTypes[strings.ToUpper(key)] = typeKey
 	}
+}
+
+// WithoutAnonymousAccess makes serverInfo, too, answer 401 without
+// credentials, as an instance behind an authenticating proxy does.
+func WithoutAnonymousAccess() Option {
+	return func(s *Server) { s.noAnonymous = true }
 }
 
 // WithClock sets the source of the current time (created, updated, comment
@@ -383,7 +390,7 @@ func (s *Server) authenticate(r *http.Request) bool {
 // serverInfo "can be accessed anonymously" on both deployments, when no
 // credentials are sent (credentials sent and refused are a 401 everywhere).
 func (s *Server) anonymous(r *http.Request) bool {
-	if r.Method != http.MethodGet || r.Header.Get("Authorization") != "" {
+	if s.noAnonymous || r.Method != http.MethodGet || r.Header.Get("Authorization") != "" {
 		return false
 	}
 	p := strings.TrimPrefix(r.URL.Path, s.contextPath)
