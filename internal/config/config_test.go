@@ -213,11 +213,30 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(data)
-	for _, path := range keyPaths(reflect.TypeOf(Config{}), "") {
+	documented := func(text, path string) bool {
 		name := path[strings.LastIndex(path, ".")+1:]
-		re := regexp.MustCompile(`(?m)^\s*(#\s*)?` + regexp.QuoteMeta(name) + `:`)
-		if !re.MatchString(text) {
+		return regexp.MustCompile(`(?m)^\s*(#\s*)?` + regexp.QuoteMeta(name) + `:`).MatchString(text)
+	}
+	for _, path := range keyPaths(reflect.TypeOf(Config{}), "") {
+		if !documented(text, path) {
 			t.Errorf("config.example.yaml does not document %s", path)
+		}
+	}
+	// Each connector's section, looked for within that section.
+	for _, c := range connectors.Sources {
+		start := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c.Name()) + `:`).FindStringIndex(text)
+		if start == nil {
+			t.Errorf("config.example.yaml has no %s section", c.Name())
+			continue
+		}
+		block := text[start[1]:]
+		if end := regexp.MustCompile(`(?m)^[a-z_]+:`).FindStringIndex(block); end != nil {
+			block = block[:end[0]]
+		}
+		for _, path := range keyPaths(reflect.TypeOf(c.NewSection()).Elem(), c.Name()) {
+			if !documented(block, path) {
+				t.Errorf("config.example.yaml does not document %s", path)
+			}
 		}
 	}
 }
