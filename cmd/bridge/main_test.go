@@ -398,6 +398,12 @@ func TestRunWebhookClosesTicket(t *testing.T) {
 		t.Fatalf("signed delivery answered %d", code)
 	}
 	waitFor(t, hangGuard, func() bool { got, _ := e.sn.RITM(r.SysID); return got.State == "3" })
+	// The ticket is counted once its write-back has returned, which may
+	// follow the PATCH by a read of the journal.
+	waitFor(t, hangGuard, func() bool {
+		_, m := d.get(t, "/metrics")
+		return strings.Contains(m, `bridge_tickets_total{decision="reported",source="servicenow"} 1`)
+	})
 	if n := countLists(e.sn); n != lists {
 		t.Errorf("the RITM was found by polling (%d listings), not by the webhook", n-lists)
 	}
@@ -407,7 +413,7 @@ func TestRunWebhookClosesTicket(t *testing.T) {
 	if code := post(t, d.base+"/webhooks/servicenow", again); code != http.StatusOK {
 		t.Errorf("a replayed delivery answered %d, want 200 (duplicate)", code)
 	}
-	if n := len(e.sn.Journal(r.SysID)); n != 1 || e.cg.CountCalls("CreateRepo") != 1 {
+	if n := len(e.sn.WorkNotes(r.SysID)); n != 1 || e.cg.CountCalls("CreateRepo") != 1 {
 		t.Errorf("after a forged delivery and a replay: %d notes, %d CreateRepo", n, e.cg.CountCalls("CreateRepo"))
 	}
 	_, metricsText := d.get(t, "/metrics")
@@ -466,7 +472,7 @@ func TestRunSIGTERMMidPass(t *testing.T) {
 	}
 	for _, id := range ids {
 		r, _ := e.sn.RITM(id)
-		if n := len(e.sn.Journal(id)); r.State != "3" || n != 1 {
+		if n := len(e.sn.WorkNotes(id)); r.State != "3" || n != 1 {
 			t.Errorf("RITM %s: state %s, %d notes", r.Number, r.State, n)
 		}
 	}
@@ -605,7 +611,7 @@ func TestAuditStatusReplay(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "state now done") {
 		t.Fatalf("replay: %d\n%s\n%s", code, stdout, stderr)
 	}
-	if r, _ := e.sn.RITM(blocked.SysID); r.State != "3" || len(e.sn.Journal(blocked.SysID)) != 2 {
-		t.Errorf("after replay: state %s, %d notes", r.State, len(e.sn.Journal(blocked.SysID)))
+	if r, _ := e.sn.RITM(blocked.SysID); r.State != "3" || len(e.sn.WorkNotes(blocked.SysID)) != 2 {
+		t.Errorf("after replay: state %s, %d notes", r.State, len(e.sn.WorkNotes(blocked.SysID)))
 	}
 }

@@ -36,28 +36,54 @@ const (
 	Auto       = "auto"
 )
 
+// Authentication schemes (jira.auth; auto follows the deployment).
+const (
+	AuthBasic  = "basic"  // email (or Data Center user name) + API token or password
+	AuthBearer = "bearer" // Data Center personal access token
+)
+
+// Comment visibilities (jira.comment_visibility).
+const (
+	VisibilityInternal = "internal"
+	VisibilityPublic   = "public"
+)
+
 // htmlHint is what an HTML page in place of a Jira answer usually means.
 const htmlHint = "is the URL right, or is an SSO proxy or maintenance page in front of Jira?"
 
-// newUpstream returns the kit client of Jira: Cloud basic auth (email + API
-// token) or a Data Center personal access token (Authorization: Bearer),
-// scrubbed from every answer.
-func newUpstream(email string, token secret.Secret, o upstream.Options) *upstream.Client {
-	pat := email == ""
+// anonymousKey marks a request's context: send it without credentials.
+type anonymousKey struct{}
+
+// anonymous returns ctx for a request sent without credentials: GET
+// serverInfo, which Jira answers anonymously, before the bridge knows which
+// credentials the instance takes.
+func anonymous(ctx context.Context) context.Context {
+	return context.WithValue(ctx, anonymousKey{}, true)
+}
+
+// newUpstream returns the kit client of Jira: basic auth (email + API token,
+// Cloud) or a personal access token (Authorization: Bearer, Data Center), as
+// scheme says for each request ("": none), scrubbed from every answer.
+func newUpstream(email string, token secret.Secret, scheme func() string, o upstream.Options) *upstream.Client {
 	o.Name, o.Display = Name, "Jira"
 	o.Authorize = func(r *http.Request) error {
-		if pat {
-			r.Header.Set("Authorization", "Bearer "+token.Reveal())
-		} else {
-			r.SetBasicAuth(email, token.Reveal())
-		}
 		r.Header.Set("Accept", "application/json")
+		if r.Context().Value(anonymousKey{}) != nil {
+			return nil
+		}
+		if scheme() == AuthBasic {
+			r.SetBasicAuth(email, token.Reveal())
+		} else {
+			r.Header.Set("Authorization", "Bearer "+token.Reveal())
+		}
 		return nil
 	}
 	o.Secrets = func() []string {
 		tok := token.Reveal()
 		return []string{tok, email + ":" + tok}
 	}
+	// Source.classify names the scheme that was refused; this is the kit's
+	// fallback.
 	o.UnauthenticatedHint = "Jira refused the credentials: check jira.email and jira.api_token (Cloud: an API token of the integration account; Data Center: a personal access token)"
 	o.ForbiddenHint = "the Jira integration account lacks a permission (Browse projects, Add comments, Transition issues)"
 	o.HTMLHint = htmlHint
@@ -131,16 +157,42 @@ func cut(s string, n int) string {
 	return s
 }
 
-// classify gives err its class: the kit's (401, 403 blocked), and 410, which
-// on Jira means an API removed on Cloud.
+// classify gives err its class: the kit's (401, 403 blocked), a 401 naming
+// the credentials that were refused and the fix, and 410, which on Jira
+// means an API removed on Cloud.
 func (s *Source) classify(err error) error {
-	if upstream.StatusOf(err) == http.StatusGone {
-		var se *isync.Error
-		if !errors.As(err, &se) {
-			return isync.Blocked("jira:gone", "Jira answered 410 Gone: this API was removed on Jira Cloud (CHANGE-2046); set jira.deployment: cloud", err)
-		}
+	var se *isync.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	switch upstream.StatusOf(err) {
+	case http.StatusGone:
+		return isync.Blocked("jira:gone", "Jira answered 410 Gone: this API was removed on Jira Cloud (CHANGE-2046); set jira.deployment: cloud", err)
+	case http.StatusUnauthorized:
+		return isync.Blocked("jira:unauthenticated", s.unauthenticatedHint(), err)
 	}
 	return s.up.Classify(err)
+}
+
+// unauthenticatedHint says which credentials Jira refused and what fixes
+// them, by the scheme and deployment in use.
+func (s *Source) unauthenticatedHint() string {
+	dep := s.o.Deployment
+	if d := s.resolvedDeployment(); d != "" {
+		dep = d
+	}
+	switch {
+	case s.scheme() == AuthBearer && dep == Cloud:
+		return "Jira Cloud refused the token sent as Bearer (jira.auth: bearer): Jira Cloud takes an API token only with basic auth; set jira.auth: auto (or basic) and jira.email to the account the token belongs to"
+	case s.scheme() == AuthBearer:
+		return "Jira Data Center refused the personal access token sent as Bearer; check jira.api_token (a personal access token: profile > Personal Access Tokens, of a user who may browse and transition the project), or set jira.auth: basic with jira.email for an instance that only takes basic auth"
+	case dep == Cloud:
+		return "Jira Cloud refused the email and API token sent as basic auth; check jira.email (the Atlassian account the token belongs to) and jira.api_token (an API token from id.atlassian.com > Security > API tokens, not the account password)"
+	case dep == DataCenter && s.o.Auth == AuthBasic:
+		return "Jira Data Center refused the user name and password sent as basic auth (jira.auth: basic); check jira.email (the user name) and jira.api_token, or remove jira.auth to send jira.api_token as a personal access token (Bearer)"
+	default:
+		return "Jira refused the email and API token sent as basic auth; check jira.email and jira.api_token, or on Data Center set jira.deployment: datacenter to send a personal access token as Bearer"
+	}
 }
 
 // doJSON sends a request built with go-jira's client and decodes the answer

@@ -22,9 +22,12 @@ const (
 
 // Config is the jira: section of the configuration.
 type Config struct {
-	Enabled           bool          `yaml:"enabled"`
-	URL               string        `yaml:"url"`
-	Deployment        string        `yaml:"deployment"` // cloud | datacenter | auto
+	Enabled    bool   `yaml:"enabled"`
+	URL        string `yaml:"url"`
+	Deployment string `yaml:"deployment"` // cloud | datacenter | auto
+	// Auth overrides how the token is sent: basic (email + token) or bearer
+	// (a personal access token); auto (default) follows the deployment.
+	Auth              string        `yaml:"auth"`
 	Email             string        `yaml:"email,omitempty"`
 	APIToken          secret.Secret `yaml:"api_token,omitempty"`
 	APITokenFile      string        `yaml:"api_token_file,omitempty"`
@@ -41,6 +44,10 @@ type Config struct {
 	AwaitingJQL string `yaml:"awaiting_jql,omitempty"`
 	// RateLimit paces calls to Jira (default 10/s, burst 5, 4 at once).
 	RateLimit source.RateLimit `yaml:"rate_limit"`
+	// CommentVisibility is who sees the bridge's comments on a Jira Service
+	// Management project: internal (default: agents only) or public (also
+	// the request's customers, who are emailed).
+	CommentVisibility string `yaml:"comment_visibility"`
 }
 
 // Fields names the issue fields the bridge reads: a field's name as shown in
@@ -70,7 +77,12 @@ func (c *Config) IsCloud() bool {
 	case DataCenter:
 		return false
 	}
-	u, err := url.Parse(c.URL)
+	return atlassianHosted(c.URL)
+}
+
+// atlassianHosted reports whether rawURL is on a host of Atlassian's cloud.
+func atlassianHosted(rawURL string) bool {
+	u, err := url.Parse(rawURL)
 	if err != nil {
 		return false
 	}
@@ -81,6 +93,18 @@ func (c *Config) IsCloud() bool {
 		}
 	}
 	return false
+}
+
+// usesBasic reports whether the token is sent with basic auth: jira.auth
+// basic, or auto on Jira Cloud.
+func (c *Config) usesBasic() bool {
+	switch c.Auth {
+	case AuthBasic:
+		return true
+	case AuthBearer:
+		return false
+	}
+	return c.IsCloud()
 }
 
 // Settings implements source.Section.
@@ -99,6 +123,8 @@ func (c *Config) Secrets() []source.SecretRef {
 // Defaults implements source.Section.
 func (c *Config) Defaults() {
 	setDefault(&c.Deployment, Auto)
+	setDefault(&c.Auth, Auto)
+	setDefault(&c.CommentVisibility, VisibilityInternal)
 	setDefault(&c.Transitions.Done, DefaultTransitionDone)
 	setDefault(&c.Transitions.Rejected, DefaultTransitionReject)
 	setDefault(&c.Schedule, DefaultSchedule)
@@ -123,13 +149,18 @@ var customFieldPattern = regexp.MustCompile(`^customfield_[0-9]+$`)
 func (c *Config) Validate(p *source.Problems) {
 	p.URL("url", c.URL)
 	p.OneOf("deployment", c.Deployment, Auto, Cloud, DataCenter)
-	if c.IsCloud() {
+	p.OneOf("auth", c.Auth, Auto, AuthBasic, AuthBearer)
+	p.OneOf("comment_visibility", c.CommentVisibility, VisibilityInternal, VisibilityPublic)
+	switch {
+	case c.IsCloud() && c.Auth != AuthBearer:
 		switch {
 		case c.Email == "":
 			p.Add("email", "required on Jira Cloud: the Atlassian account email the API token belongs to")
 		case !strings.Contains(c.Email, "@"):
 			p.Add("email", "must be an email address")
 		}
+	case c.usesBasic() && c.Email == "":
+		p.Add("email", "required with auth: basic: the user name (Data Center) or account email (Cloud) the token or password belongs to")
 	}
 	p.Secret("api_token", c.APIToken)
 	p.Token("api_token", c.APIToken)

@@ -137,7 +137,7 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 	// attempt whose transition was refused: then the comment goes through
 	// the marker check, not along with the transition.
 	if _, takesComment := tr.Fields["comment"]; (takesComment || (tr.HasScreen && tr.Fields == nil)) && !r.Retried {
-		payload["update"] = map[string]any{"comment": []any{map[string]any{"add": map[string]string{"body": body}}}}
+		payload["update"] = map[string]any{"comment": []any{map[string]any{"add": s.newComment(body)}}}
 	} else if err := s.comment(ctx, t, r, body); err != nil {
 		return err
 	}
@@ -175,6 +175,26 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 	return isync.Retryable(fmt.Errorf("transitioning %s: %w", t.Key, err))
 }
 
+// sdPublicComment is the entity property by which Jira Service Management
+// tells internal comments (agents only) from public ones (shown on the
+// portal and emailed to the request's customers). A comment added through
+// the platform REST API without it is public.
+const sdPublicComment = "sd.public.comment"
+
+// newComment is the comment object of a POST /comment or a transition's
+// update.comment add: the body and, unless jira.comment_visibility is
+// public, the property that makes it internal on a service-desk project
+// (elsewhere the property is stored and changes nothing). Notes carry the
+// blocked detail, the approval tier and the bridge's instance name, which
+// are for agents, not for customers' inboxes.
+func (s *Source) newComment(body string) map[string]any {
+	c := map[string]any{"body": body}
+	if s.o.CommentVisibility != VisibilityPublic {
+		c["properties"] = []any{map[string]any{"key": sdPublicComment, "value": map[string]bool{"internal": true}}}
+	}
+	return c
+}
+
 // comment posts body unless a comment with r's signature is already on the
 // issue (a crash between comment and transition, or a lost answer).
 func (s *Source) comment(ctx context.Context, t isync.Ticket, r isync.Report, body string) error {
@@ -186,7 +206,7 @@ func (s *Source) comment(ctx context.Context, t isync.Ticket, r isync.Report, bo
 	path := "rest/api/2/issue/" + t.ID + "/comment"
 	// A minimal body: go-jira's Comment type would also send empty author and
 	// visibility objects.
-	err := s.doJSON(ctx, http.MethodPost, path, map[string]string{"body": body}, nil)
+	err := s.doJSON(ctx, http.MethodPost, path, s.newComment(body), nil)
 	if err == nil || !upstream.Ambiguous(err) {
 		if err != nil {
 			return s.classify(fmt.Errorf("commenting on %s: %w", t.Key, err))

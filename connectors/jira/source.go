@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	stdsync "sync"
+	"sync/atomic"
 	"time"
 
 	jira "github.com/andygrunwald/go-jira"
@@ -27,11 +28,14 @@ const Name = "jira"
 
 // Options configure the source; zero values take the defaults shown.
 type Options struct {
-	URL        string        // https://example.atlassian.net, or a Data Center base URL with its context path
-	Deployment string        // cloud | datacenter | auto (default auto: asks /rest/api/2/serverInfo)
-	Email      string        // Cloud: the integration account's email (basic auth with APIToken); empty on Data Center
-	APIToken   secret.Secret // Cloud: API token; Data Center: personal access token (Bearer when Email is empty)
-	JQL        string        // approved, open requests, e.g. project = IMG AND status = Approved
+	URL        string // https://example.atlassian.net, or a Data Center base URL with its context path
+	Deployment string // cloud | datacenter | auto (default auto: asks /rest/api/2/serverInfo, anonymously)
+	// Auth is how APIToken is sent: basic (with Email) or bearer; "" or auto
+	// follows the deployment: basic on Cloud, bearer on Data Center.
+	Auth     string
+	Email    string        // basic auth: the Cloud account's email, or a Data Center user name
+	APIToken secret.Secret // Cloud: API token; Data Center: personal access token (or password with Auth basic)
+	JQL      string        // approved, open requests, e.g. project = IMG AND status = Approved
 	// Fields, by name ("Image name") or id ("customfield_10050").
 	ImageField         string
 	JustificationField string
@@ -60,6 +64,12 @@ type Options struct {
 	// marked AwaitingApproval for the auto policy tier
 	// (e.g. project = IMG AND status = "Waiting for approval").
 	AwaitingJQL string
+	// CommentVisibility: internal (default) marks every comment with the
+	// Jira Service Management property sd.public.comment {"internal": true},
+	// so that only agents see it (on other project types the property
+	// changes nothing); public leaves comments as REST makes them, visible
+	// to the request's customers, who are emailed.
+	CommentVisibility string
 }
 
 // Source reads and reports Jira issues.
@@ -73,9 +83,13 @@ type Source struct {
 	trFetch    singleflight.Group           // one transition read per workflowField at a time
 	maySkip    bool                         // the last Approved may have skipped issues (PagingMaySkip)
 	ready      bool
-	deployment string            // resolved: cloud or datacenter
-	ids        map[string]string // configured field (name or id) → field id
-	where      string            // the JQL without its ORDER BY, for Get
+	deployment string // resolved: cloud or datacenter (set by init)
+
+	resMu    stdsync.Mutex     // held while the deployment is resolved
+	resolved atomic.Value      // string: cloud or datacenter, once resolved
+	auth     atomic.Value      // string: AuthBasic or AuthBearer, once known
+	ids      map[string]string // configured field (name or id) → field id
+	where    string            // the JQL without its ORDER BY, for Get
 }
 
 // New validates o and builds the source. It makes no request: the deployment
@@ -86,6 +100,21 @@ func New(o Options) (*Source, error) {
 	}
 	if o.Deployment != Cloud && o.Deployment != DataCenter && o.Deployment != Auto {
 		return nil, fmt.Errorf("jira: deployment %q: want cloud, datacenter or auto", o.Deployment)
+	}
+	if o.Auth == Auto {
+		o.Auth = ""
+	}
+	if o.Auth != "" && o.Auth != AuthBasic && o.Auth != AuthBearer {
+		return nil, fmt.Errorf("jira: auth %q: want basic, bearer or auto", o.Auth)
+	}
+	if o.Auth == AuthBasic && o.Email == "" {
+		return nil, errors.New("jira: auth basic needs an email (Cloud) or user name (Data Center)")
+	}
+	if o.CommentVisibility == "" {
+		o.CommentVisibility = VisibilityInternal
+	}
+	if o.CommentVisibility != VisibilityInternal && o.CommentVisibility != VisibilityPublic {
+		return nil, fmt.Errorf("jira: comment_visibility %q: want internal or public", o.CommentVisibility)
 	}
 	if strings.TrimSpace(o.JQL) == "" {
 		return nil, errors.New("jira: jql is required (for example: project = IMG AND status = Approved)")
@@ -112,10 +141,18 @@ func New(o Options) (*Source, error) {
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("jira: url %q is not an absolute URL", o.URL)
 	}
+	s := &Source{o: o}
 	// Cloud: basic auth with email + API token. Data Center: the token is a
-	// personal access token sent as a Bearer, unless an email (user name) is
-	// given, for instances that still take basic auth.
-	up := newUpstream(o.Email, o.APIToken, upstream.Options{
+	// personal access token sent as a Bearer, whether or not an email is
+	// given; jira.auth overrides it. With deployment auto the scheme is
+	// known once serverInfo has answered.
+	switch {
+	case o.Auth != "":
+		s.auth.Store(o.Auth)
+	case o.Deployment != Auto:
+		s.auth.Store(schemeOf(o.Deployment))
+	}
+	up := newUpstream(o.Email, o.APIToken, s.scheme, upstream.Options{
 		Timeout:        o.Timeout,
 		RetryMax:       o.RetryMax,
 		RetryWaitMax:   o.RetryWaitMax,
@@ -127,8 +164,113 @@ func New(o Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jira: %w", err)
 	}
-	where, _ := splitOrderBy(o.JQL)
-	return &Source{o: o, c: c, up: up, where: where}, nil
+	s.c, s.up = c, up
+	s.where, _ = splitOrderBy(o.JQL)
+	return s, nil
+}
+
+// schemeOf is the authentication a deployment takes by default.
+func schemeOf(deployment string) string {
+	if deployment == Cloud {
+		return AuthBasic
+	}
+	return AuthBearer
+}
+
+// scheme is how the token is sent: the configured or resolved scheme, or,
+// before an auto deployment is resolved, basic when an email is given.
+func (s *Source) scheme() string {
+	if a, _ := s.auth.Load().(string); a != "" {
+		return a
+	}
+	if s.o.Email != "" {
+		return AuthBasic
+	}
+	return AuthBearer
+}
+
+// resolvedDeployment is cloud or datacenter once known, else "".
+func (s *Source) resolvedDeployment() string {
+	d, _ := s.resolved.Load().(string)
+	return d
+}
+
+// resolve fixes the deployment and with it the authentication, once. With
+// deployment auto it asks GET /rest/api/2/serverInfo without credentials
+// (Jira answers it anonymously), so that the first authenticated call sends
+// the credentials the deployment takes; an instance that refuses anonymous
+// access is taken to be Cloud on an Atlassian host, else Data Center.
+func (s *Source) resolve(ctx context.Context) (string, error) {
+	s.resMu.Lock()
+	defer s.resMu.Unlock()
+	if d := s.resolvedDeployment(); d != "" {
+		return d, nil
+	}
+	dep := s.o.Deployment
+	if dep == Auto {
+		d, err := s.serverDeployment(ctx)
+		switch st := upstream.StatusOf(err); {
+		case err == nil:
+			dep = d
+		case st == http.StatusUnauthorized || st == http.StatusForbidden:
+			dep = DataCenter
+			if atlassianHosted(s.o.URL) {
+				dep = Cloud
+			}
+			s.o.Logger.Warn().Str("source", Name).Str("deployment", dep).Msg("Jira refused an anonymous serverInfo; the deployment is taken from the URL: set jira.deployment to be sure")
+		default:
+			return "", s.classify(fmt.Errorf("detecting the Jira deployment: %w", err))
+		}
+	}
+	if s.o.Auth == "" {
+		s.auth.Store(schemeOf(dep))
+	}
+	s.resolved.Store(dep)
+	return dep, nil
+}
+
+// deploymentName is how Atlassian names a deployment.
+func deploymentName(d string) string {
+	if d == Cloud {
+		return "Cloud"
+	}
+	return "Data Center"
+}
+
+// serverDeployment asks GET /rest/api/2/serverInfo, without credentials,
+// whether the instance is cloud or datacenter.
+func (s *Source) serverDeployment(ctx context.Context) (string, error) {
+	var info struct {
+		DeploymentType string `json:"deploymentType"`
+	}
+	if err := s.doJSON(anonymous(ctx), http.MethodGet, "rest/api/2/serverInfo", nil, &info); err != nil {
+		return "", err
+	}
+	if strings.EqualFold(info.DeploymentType, "Cloud") {
+		return Cloud, nil
+	}
+	return DataCenter, nil
+}
+
+// refused explains a 401 to the first authenticated call: when the
+// instance (asked anonymously) is not the deployment configured, the fix is
+// jira.deployment, which also decides the credentials sent; otherwise
+// classify names the refused credentials.
+func (s *Source) refused(ctx context.Context, err error) error {
+	if upstream.StatusOf(err) != http.StatusUnauthorized || s.o.Deployment == Auto || s.o.Auth != "" {
+		// With jira.auth set, the deployment does not decide the credentials.
+		return s.classify(err)
+	}
+	actual, ierr := s.serverDeployment(ctx)
+	if ierr != nil || actual == s.o.Deployment {
+		return s.classify(err)
+	}
+	sent := "sends the token as a Bearer personal access token"
+	if s.scheme() == AuthBasic {
+		sent = "sends the token with basic auth"
+	}
+	return isync.Blocked("jira:config", fmt.Sprintf("Jira refused the credentials: %s is Jira %s, but jira.deployment is %s, which %s; set jira.deployment: %s (or auto)",
+		s.o.URL, deploymentName(actual), s.o.Deployment, sent, actual), err)
 }
 
 // Name implements isync.Source.
@@ -142,22 +284,13 @@ func (s *Source) init(ctx context.Context) error {
 	if s.ready {
 		return nil
 	}
-	dep := s.o.Deployment
-	if dep == Auto {
-		var info struct {
-			DeploymentType string `json:"deploymentType"`
-		}
-		if err := s.doJSON(ctx, http.MethodGet, "rest/api/2/serverInfo", nil, &info); err != nil {
-			return s.classify(fmt.Errorf("detecting the Jira deployment: %w", err))
-		}
-		dep = DataCenter
-		if strings.EqualFold(info.DeploymentType, "Cloud") {
-			dep = Cloud
-		}
+	dep, err := s.resolve(ctx)
+	if err != nil {
+		return err
 	}
 	fields, resp, err := s.c.Field.GetListWithContext(ctx)
 	if err != nil {
-		return s.classify(fmt.Errorf("listing Jira fields: %w", s.apiErr(http.MethodGet, "/rest/api/2/field", resp, err)))
+		return s.refused(ctx, fmt.Errorf("listing Jira fields: %w", s.apiErr(http.MethodGet, "/rest/api/2/field", resp, err)))
 	}
 	ids := map[string]string{}
 	for _, want := range append([]string{s.o.ImageField, s.o.JustificationField}, s.o.ExtraFields...) {
@@ -171,7 +304,7 @@ func (s *Source) init(ctx context.Context) error {
 		ids[want] = id
 	}
 	s.deployment, s.ids, s.ready = dep, ids, true
-	s.o.Logger.Info().Str("source", Name).Str("deployment", dep).Interface("fields", ids).Msg("Jira connection resolved")
+	s.o.Logger.Info().Str("source", Name).Str("deployment", dep).Str("auth", s.scheme()).Interface("fields", ids).Msg("Jira connection resolved")
 	return nil
 }
 
@@ -472,10 +605,14 @@ func fieldText(v any) string {
 	}
 }
 
-// Check makes one authenticated read, for `validate --online` and readiness.
+// Check makes one authenticated read, for `validate --online` and readiness,
+// once the deployment (and with it the credentials to send) is known.
 func (s *Source) Check(ctx context.Context) error {
+	if _, err := s.resolve(ctx); err != nil {
+		return err
+	}
 	if err := s.doJSON(ctx, http.MethodGet, "rest/api/2/myself", nil, nil); err != nil {
-		return s.classify(fmt.Errorf("jira: %w", err))
+		return s.refused(ctx, fmt.Errorf("jira: %w", err))
 	}
 	return s.init(ctx)
 }

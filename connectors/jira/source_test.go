@@ -50,7 +50,12 @@ func list(s *jira.Source, c context.Context) ([]isync.Ticket, error) {
 func TestWrongDeploymentIsAClearError(t *testing.T) {
 	cloud := jfake.New(jfake.WithDeployment(jfake.Cloud))
 	defer cloud.Close()
-	src := newSource(t, cloud, jira.DataCenter, func(o *jira.Options) { o.Email, o.APIToken = jfake.DefaultEmail, secret.New(jfake.DefaultAPIToken) })
+	// Basic auth, so that the credentials pass and the search is Cloud's
+	// 410 (TestUnauthenticatedNamesTheFix: with the Data Center default,
+	// a PAT, the 401 names the deployment).
+	src := newSource(t, cloud, jira.DataCenter, func(o *jira.Options) {
+		o.Email, o.APIToken, o.Auth = jfake.DefaultEmail, secret.New(jfake.DefaultAPIToken), jira.AuthBasic
+	})
 	_, err := list(src, ctx(t))
 	if err == nil || !strings.Contains(err.Error(), "deployment: cloud") || isync.ClassOf(err) != isync.ClassBlocked {
 		t.Fatalf("datacenter mode on Cloud: err = %v", err)

@@ -45,7 +45,15 @@ type Config struct {
 	// RateLimit paces calls to the instance (default 10/s, burst 5, 4 at once:
 	// inbound REST runs in a small per-node thread pool).
 	RateLimit source.RateLimit `yaml:"rate_limit"`
+	// RequesterComment, "true" (default) or "false": whether each write-back
+	// also adds a short customer-visible comment for the requester (the
+	// pull reference, or what to do), who cannot see work notes. A string so
+	// that a key left out can default to true.
+	RequesterComment string `yaml:"requester_comment"`
 }
+
+// WritesRequesterComment reports whether requester_comment is on.
+func (c *Config) WritesRequesterComment() bool { return c.RequesterComment != "false" }
 
 // OAuth configures ServiceNow OAuth (POST /oauth_token.do).
 type OAuth struct {
@@ -99,6 +107,7 @@ func (c *Config) Defaults() {
 	setDefault(&c.States.ClosedComplete, DefaultClosedComplete)
 	setDefault(&c.States.ClosedIncomplete, DefaultClosedIncomplete)
 	setDefault(&c.Schedule, DefaultSchedule)
+	setDefault(&c.RequesterComment, "true")
 	if c.PageSize == 0 {
 		c.PageSize = DefaultPageSize
 	}
@@ -177,6 +186,7 @@ func (c *Config) Validate(p *source.Problems) {
 	if c.States.ClosedComplete != "" && c.States.ClosedComplete == c.States.ClosedIncomplete {
 		p.Add("states.closed_incomplete", "must differ from closed_complete")
 	}
+	p.OneOf("requester_comment", c.RequesterComment, "true", "false")
 	p.Schedule("schedule", c.Schedule)
 	p.Between("page_size", c.PageSize, 1, 1000)
 	p.Positive("timeout", c.Timeout)

@@ -37,6 +37,8 @@ func (u *snUpstream) build(t *testing.T, password string) isync.Source {
 		Auth:        servicenow.Auth{Username: snfake.DefaultUser, Password: secret.New(password)},
 		CatalogItem: catItem,
 		PageSize:    u.cfg.PageSize,
+		// On, as the configuration has it by default.
+		RequesterComment: true,
 	})
 	if err != nil {
 		t.Fatal(err)

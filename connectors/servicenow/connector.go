@@ -49,5 +49,6 @@ func (connector) Build(s source.Section, d source.Deps) (isync.Source, error) {
 		WrapTransport:         d.WrapTransport,
 		Limiter:               d.Limiter,
 		ListAwaiting:          d.ListAwaiting,
+		RequesterComment:      c.WritesRequesterComment(),
 	})
 }

@@ -51,6 +51,12 @@ type Options struct {
 	// ListAwaiting also lists RITMs still awaiting approval
 	// (approval=requested), marked AwaitingApproval, for the auto policy tier.
 	ListAwaiting bool
+	// RequesterComment adds to each write-back a short entry in the RITM's
+	// comments (Additional comments, customer visible) for the requester,
+	// who cannot see work notes: the pull reference, or what to do. The
+	// configuration turns it on unless servicenow.requester_comment is
+	// false; without it only the work note is written.
+	RequesterComment bool
 }
 
 // Source reads and reports RITMs of one catalog item.
@@ -288,17 +294,28 @@ func (s *Source) variables(ctx context.Context, id string) (map[string]string, e
 	return out, nil
 }
 
-// Report implements isync.Source with ONE PATCH carrying work_notes, and for a
-// result also state and close_notes. A note alone (blocked, syncing) is
-// skipped when the journal already holds it. When the PATCH's outcome is
-// unknown (a timeout, a reset connection, a 5xx), it re-reads instead of
-// resending: the RITM's state for a result, the journal for a note alone.
+// Report implements isync.Source with ONE PATCH carrying work_notes (the
+// audit detail, for fulfillers), with RequesterComment a short comments
+// entry for the requester (who cannot see work notes), and for a result also
+// state and close_notes. A note alone (blocked, syncing) is skipped when the
+// journal already holds it. When the PATCH's outcome is unknown (a timeout,
+// a reset connection, a 5xx), it re-reads instead of resending: the RITM's
+// state for a result, the journal for a note alone. Neither the note nor the
+// comment is ever written twice: a retried write-back drops from its PATCH
+// each one the journal already holds.
 func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) error {
 	if !sysIDRe.MatchString(t.ID) {
 		return fmt.Errorf("servicenow: %q is not a RITM sys_id", t.ID)
 	}
 	note := renderNote(r)
 	body := map[string]string{"work_notes": note}
+	var comment string
+	if s.o.RequesterComment {
+		comment = renderComment(r)
+	}
+	if comment != "" {
+		body["comments"] = comment
+	}
 	target := ""
 	switch r.Outcome {
 	case isync.OutcomeProvisioned:
@@ -315,15 +332,23 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 		// an earlier attempt landed (a crash right after it): the journal can.
 		// So for a retried result: a write ACL may have dropped the state of
 		// an earlier PATCH whose work note landed.
-		found, _, err := s.noteFound(ctx, t, r)
+		seen, err := s.journalHas(ctx, t, r, comment)
 		if err != nil {
 			return s.c.api.Classify(fmt.Errorf("checking the work notes of RITM %s: %w", t.Key, err))
 		}
 		switch {
-		case found && target == "":
+		case seen.note && target == "":
+			// The comment went in the same PATCH as the note: if it is not
+			// there, a write ACL dropped it, and would again.
 			return nil
-		case found:
-			delete(body, "work_notes") // close it without a second note
+		case seen.note:
+			// Close it without a second note or comment.
+			delete(body, "work_notes")
+			delete(body, "comments")
+		case seen.comment:
+			// The note was dropped (a write ACL on work_notes) but the
+			// comment landed: send the note alone.
+			delete(body, "comments")
 		}
 	}
 	// The answer carries the record as written: a field the integration
@@ -339,7 +364,7 @@ func (s *Source) Report(ctx context.Context, t isync.Ticket, r isync.Report) err
 		return s.checkNoteLanded(ctx, t, r, body)
 	}
 	if upstream.StatusOf(err) == http.StatusForbidden {
-		return isync.Blocked(Name+":write_acl", fmt.Sprintf("ServiceNow refused the update of %s: the integration user cannot write sc_req_item (a write ACL or a business rule: %s); grant it write on work_notes, state and close_notes",
+		return isync.Blocked(Name+":write_acl", fmt.Sprintf("ServiceNow refused the update of %s: the integration user cannot write sc_req_item (a write ACL or a business rule: %s); grant it write on work_notes, comments, state and close_notes",
 			t.Key, refusal(err)), fmt.Errorf("updating RITM %s: %w", t.Key, err))
 	}
 	if !upstream.Ambiguous(err) {
@@ -388,7 +413,8 @@ func (s *Source) checkNoteLanded(ctx context.Context, t isync.Ticket, r isync.Re
 	if _, sent := body["work_notes"]; !sent || s.notesSeen.Load() {
 		return nil
 	}
-	found, readable, err := s.noteFound(ctx, t, r)
+	seen, err := s.journalHas(ctx, t, r, "")
+	found, readable := seen.note, seen.readable
 	switch {
 	case err != nil:
 		s.o.Logger.Debug().Err(err).Str("source", Name).Str("ticket", t.Key).Msg("could not read the work notes back after a write-back; checked with the next one")
@@ -433,10 +459,11 @@ func (s *Source) landed(ctx context.Context, t isync.Ticket, r isync.Report, tar
 		}
 		return cur.Closed, nil
 	}
-	found, readable, err := s.noteFound(ctx, t, r)
+	seen, err := s.journalHas(ctx, t, r, "")
 	if err != nil {
 		return false, err
 	}
+	found, readable := seen.note, seen.readable
 	if !found && !readable {
 		// Neither journal is readable (missing ACLs): the note may well be
 		// there. A note is better missed than doubled; say so.
@@ -446,35 +473,59 @@ func (s *Source) landed(ctx context.Context, t isync.Ticket, r isync.Report, tar
 	return found, nil
 }
 
-// noteFound looks for r's signature in the RITM's work notes (the display
-// value holds the journal), then in sys_journal_field. readable is false when
-// neither shows any note at all, which is what missing read ACLs look like.
-func (s *Source) noteFound(ctx context.Context, t isync.Ticket, r isync.Report) (found, readable bool, err error) {
+// journalSeen is what a RITM's journal holds of a write-back.
+type journalSeen struct {
+	note    bool // r's work note
+	comment bool // the requester comment (when one was asked for)
+	// readable is false when neither journal shows any entry at all, which
+	// is what missing read ACLs look like.
+	readable bool
+}
+
+// journalHas looks for r's signature in the RITM's work notes, and for
+// comment's ("": none) in its comments: first in the journal fields'
+// display values (which hold the whole journal), then in sys_journal_field.
+func (s *Source) journalHas(ctx context.Context, t isync.Ticket, r isync.Report, comment string) (journalSeen, error) {
 	sig := signature(r)
-	p := url.Values{"sysparm_fields": {"work_notes"}, "sysparm_display_value": {"true"}}
+	var csig []string
+	if comment != "" {
+		csig = commentSignature(comment)
+	}
+	var seen journalSeen
+	look := func(element, text string) {
+		switch {
+		case element == "work_notes" && hasAll(text, sig):
+			seen.note = true
+		case element == "comments" && csig != nil && hasAll(text, csig):
+			seen.comment = true
+		}
+	}
+	p := url.Values{"sysparm_fields": {"work_notes,comments"}, "sysparm_display_value": {"true"}}
 	var one oneResponse
 	if _, err := s.c.do(ctx, http.MethodGet, table+"/"+t.ID, p, nil, &one); err != nil {
-		return false, false, err
+		return journalSeen{}, err
 	}
-	notes := one.Result["work_notes"].Display
-	if hasAll(notes, sig) {
-		return true, true, nil
+	notes, comments := one.Result["work_notes"].Display, one.Result["comments"].Display
+	look("work_notes", notes)
+	look("comments", comments)
+	if seen.note && (seen.comment || csig == nil) {
+		seen.readable = true
+		return seen, nil
 	}
 	q := url.Values{
-		"sysparm_query":  {"element_id=" + t.ID + "^element=work_notes^ORDERBYDESCsys_created_on"},
-		"sysparm_fields": {"value"},
+		"sysparm_query":  {"element_id=" + t.ID + "^elementINwork_notes,comments^ORDERBYDESCsys_created_on"},
+		"sysparm_fields": {"element,value"},
 		"sysparm_limit":  {"50"},
 	}
 	var page listResponse
 	if _, err := s.c.list(ctx, "/api/now/table/sys_journal_field", q, &page); err != nil {
-		return false, false, err
+		return journalSeen{}, err
 	}
 	for _, e := range page.Result {
-		if hasAll(e.get("value"), sig) {
-			return true, true, nil
-		}
+		look(e.get("element"), e.get("value"))
 	}
-	return false, strings.TrimSpace(notes) != "" || len(page.Result) > 0, nil
+	seen.readable = strings.TrimSpace(notes) != "" || strings.TrimSpace(comments) != "" || len(page.Result) > 0
+	return seen, nil
 }
 
 // signature identifies a note across attempts: its marker line and its Result

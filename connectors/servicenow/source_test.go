@@ -29,6 +29,8 @@ func newSource(t *testing.T, fake *snfake.Server, mod func(*servicenow.Options))
 		PageSize:     10,
 		Timeout:      3 * time.Second,
 		RetryWaitMax: 2 * time.Second,
+		// On, as the configuration has it by default.
+		RequesterComment: true,
 	}
 	if mod != nil {
 		mod(&o)
@@ -38,6 +40,26 @@ func newSource(t *testing.T, fake *snfake.Server, mod func(*servicenow.Options))
 		t.Fatal(err)
 	}
 	return s
+}
+
+// journal returns the values of the RITM's journal entries of element
+// ("work_notes" or "comments"), oldest first.
+func journal(fake *snfake.Server, sysID, element string) []string {
+	var out []string
+	for _, e := range fake.Journal(sysID) {
+		if e.Element == element {
+			out = append(out, e.Value)
+		}
+	}
+	return out
+}
+
+func workNotes(fake *snfake.Server, sysID string) []string {
+	return journal(fake, sysID, snfake.ElementWorkNotes)
+}
+
+func comments(fake *snfake.Server, sysID string) []string {
+	return journal(fake, sysID, snfake.ElementComments)
 }
 
 func seed(fake *snfake.Server, n int, image string) []snfake.RITM {
@@ -166,7 +188,7 @@ func TestReportNotResentAfterAmbiguousFailure(t *testing.T) {
 		}
 	}
 	if patches != 1 || len(fake.Journal(r.SysID)) != 0 {
-		t.Fatalf("%d PATCHes, %d notes; want 1 PATCH, 0 notes", patches, len(fake.Journal(r.SysID)))
+		t.Fatalf("%d PATCHes, %d journal entries; want 1 PATCH, 0 entries", patches, len(fake.Journal(r.SysID)))
 	}
 
 	// A note-only write (blocked) whose answer is lost is found in the journal.
@@ -175,8 +197,8 @@ func TestReportNotResentAfterAmbiguousFailure(t *testing.T) {
 	if err := src.Report(ctx(t), tk, blocked); err != nil {
 		t.Fatalf("landed note reported as failed: %v", err)
 	}
-	if n := len(fake.Journal(r.SysID)); n != 1 {
-		t.Fatalf("%d notes, want 1", n)
+	if n, c := len(workNotes(fake, r.SysID)), len(comments(fake, r.SysID)); n != 1 || c != 1 {
+		t.Fatalf("%d notes, %d comments; want 1 of each", n, c)
 	}
 	if cur, _ := fake.RITM(r.SysID); cur.State != "1" {
 		t.Fatalf("a blocked note changed the state to %s", cur.State)
@@ -197,11 +219,11 @@ func TestReportEscapesUserText(t *testing.T) {
 	if err := src.Report(ctx(t), tk, rep); err != nil {
 		t.Fatal(err)
 	}
-	j := fake.Journal(r.SysID)
+	j := workNotes(fake, r.SysID)
 	if len(j) != 1 {
 		t.Fatalf("%d notes", len(j))
 	}
-	note := j[0].Value
+	note := j[0]
 	if strings.Contains(strings.ToLower(note), "[code]") || strings.Contains(strings.ToLower(note), "[/code]") {
 		t.Errorf("note carries [code] markup:\n%s", note)
 	}

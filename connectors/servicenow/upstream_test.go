@@ -203,8 +203,8 @@ func TestSilentWriteACLDropIsBlocked(t *testing.T) {
 	if cur, _ := fake.RITM(r.SysID); cur.State != "3" {
 		t.Errorf("state %s after the retried write-back, want 3", cur.State)
 	}
-	if n := len(fake.Journal(r.SysID)); n != 1 {
-		t.Errorf("%d work notes, want the result note once", n)
+	if n, c := len(workNotes(fake, r.SysID)), len(comments(fake, r.SysID)); n != 1 || c != 1 {
+		t.Errorf("%d work notes, %d comments; want the result note and comment once", n, c)
 	}
 }
 
@@ -319,7 +319,10 @@ func TestUnverifiableWorkNoteIsBlocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Nothing of the PATCH's journal shows: neither the note nor the
+	// requester comment (which, readable, would tell a dropped note).
 	fake.DenyFieldWrite("work_notes")
+	fake.DenyFieldWrite("comments")
 	err = src.Report(ctx(t), tk, result(tk.Key))
 	if isync.ClassOf(err) != isync.ClassBlocked || isync.CauseOf(err) != "servicenow:work_notes_unverified" {
 		t.Fatalf("err = %v (cause %q), want blocked servicenow:work_notes_unverified", err, isync.CauseOf(err))

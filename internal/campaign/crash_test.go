@@ -155,7 +155,7 @@ server: { listen: "127.0.0.1:0" }
 type tally struct {
 	open, lost, dupNotes, noNote int
 	creates, repos, images       int
-	dups                         []string // tickets with more than one note
+	dups                         []string // tickets with more than one note (or requester comment)
 }
 
 func (w *world) tally() tally {
@@ -168,10 +168,10 @@ func (w *world) tally() tally {
 		case r.State == "1":
 			t.open++
 		}
-		switch n := len(w.sn.Journal(id)); {
+		switch n := len(w.sn.WorkNotes(id)); {
 		case n == 0:
 			t.noNote++
-		case n > 1:
+		case n > 1 || len(w.sn.Comments(id)) > 1: // the requester's comment, once too
 			t.dupNotes++
 			t.dups = append(t.dups, r.Number)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/chainguard-dev/image-request-bridge/connectors"
 	"github.com/chainguard-dev/image-request-bridge/connectors/jira"
 	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
+	"github.com/chainguard-dev/image-request-bridge/internal/policy"
 )
 
 // Values that must never appear in an error message or in Redacted output.
@@ -171,6 +172,38 @@ func TestExampleLoads(t *testing.T) {
 	}
 }
 
+// A copied example must be safe: no rule lets a request through without
+// the human approval unless the administrator writes one (the example keeps
+// such a rule commented out), and the bridge's notes stay where requesters
+// are meant to read them.
+func TestExampleIsSafeWhenCopied(t *testing.T) {
+	for k, v := range testEnv {
+		t.Setenv(k, v)
+	}
+	c, err := Load(filepath.Join("..", "..", "config.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Policy.HasAuto() || c.Policy.Default != policy.Approval {
+		t.Errorf("the example skips human approval: default %q, rules %+v", c.Policy.Default, c.Policy.Rules)
+	}
+	for _, r := range c.Policy.Rules {
+		if r.Tier != policy.Approval && r.Tier != policy.Security && r.Tier != policy.Deny {
+			t.Errorf("rule %q has tier %q", r.Name, r.Tier)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join("..", "..", "config.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^\s*#\s*tier: auto$`).Match(data) {
+		t.Error("the example no longer shows an auto rule, commented out, to copy")
+	}
+	if jr(c).CommentVisibility != "internal" || !sn(c).WritesRequesterComment() {
+		t.Errorf("jira.comment_visibility %q, servicenow.requester_comment %q", jr(c).CommentVisibility, sn(c).RequesterComment)
+	}
+}
+
 // TestExampleDocumentsEveryKey keeps config.example.yaml in step with the
 // Config type: every key must appear in it, set or commented out, with a
 // comment somewhere above it in its section.
@@ -180,11 +213,30 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(data)
-	for _, path := range keyPaths(reflect.TypeOf(Config{}), "") {
+	documented := func(text, path string) bool {
 		name := path[strings.LastIndex(path, ".")+1:]
-		re := regexp.MustCompile(`(?m)^\s*(#\s*)?` + regexp.QuoteMeta(name) + `:`)
-		if !re.MatchString(text) {
+		return regexp.MustCompile(`(?m)^\s*(#\s*)?` + regexp.QuoteMeta(name) + `:`).MatchString(text)
+	}
+	for _, path := range keyPaths(reflect.TypeOf(Config{}), "") {
+		if !documented(text, path) {
 			t.Errorf("config.example.yaml does not document %s", path)
+		}
+	}
+	// Each connector's section, looked for within that section.
+	for _, c := range connectors.Sources {
+		start := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c.Name()) + `:`).FindStringIndex(text)
+		if start == nil {
+			t.Errorf("config.example.yaml has no %s section", c.Name())
+			continue
+		}
+		block := text[start[1]:]
+		if end := regexp.MustCompile(`(?m)^[a-z_]+:`).FindStringIndex(block); end != nil {
+			block = block[:end[0]]
+		}
+		for _, path := range keyPaths(reflect.TypeOf(c.NewSection()).Elem(), c.Name()) {
+			if !documented(block, path) {
+				t.Errorf("config.example.yaml does not document %s", path)
+			}
 		}
 	}
 }

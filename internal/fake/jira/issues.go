@@ -45,6 +45,35 @@ type Comment struct {
 	ID, Body string
 	Author   User
 	Created  time.Time
+	// Properties are the entity properties the comment was created with
+	// ("properties": [{"key": …, "value": …}]), by key.
+	Properties map[string]json.RawMessage
+	// Internal: on a service-desk project, the comment was created with the
+	// sd.public.comment property {"internal": true}, so only agents see it.
+	// Any other comment there is public: the portal shows it to the
+	// customers of the request and emails them. On other project types
+	// there are no customers and the property changes nothing (false).
+	Internal bool
+}
+
+// SDPublicCommentKey is the entity property that makes a Jira Service
+// Management comment internal when its value is {"internal": true}.
+const SDPublicCommentKey = "sd.public.comment"
+
+// Project type keys (projectTypeKey).
+const (
+	ProjectTypeServiceDesk = "service_desk"
+	ProjectTypeSoftware    = "software"
+	ProjectTypeBusiness    = "business"
+)
+
+// Visibility returns "internal" or "public", as the Jira Service Management
+// agent view labels the comment.
+func (c Comment) Visibility() string {
+	if c.Internal {
+		return "internal"
+	}
+	return "public"
 }
 
 // DefaultReporter is the reporter of issues added without one.
@@ -269,6 +298,55 @@ func (s *Server) projectLocked(key string) *project {
 	return p
 }
 
+// projectTypeLocked returns the projectTypeKey of the project with key
+// (WithProjectType; default service_desk).
+func (s *Server) projectTypeLocked(key string) string {
+	if t, ok := s.projectTypes[strings.ToUpper(key)]; ok {
+		return t
+	}
+	return ProjectTypeServiceDesk
+}
+
+// sdInternal reads an sd.public.comment value: {"internal": true} makes a
+// comment internal; anything else leaves it public.
+func sdInternal(v json.RawMessage) bool {
+	var p struct {
+		Internal bool `json:"internal"`
+	}
+	return json.Unmarshal(v, &p) == nil && p.Internal
+}
+
+// parseCommentProperties reads a comment's "properties" member:
+// [{"key": "…", "value": <JSON>}, …]. It returns nil for an absent or null
+// member, or Jira's error message.
+func parseCommentProperties(raw json.RawMessage) (map[string]json.RawMessage, string) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, ""
+	}
+	var list []struct {
+		Key   *string         `json:"key"`
+		Value json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, "Comment properties are not valid: expected an array of {key, value}."
+	}
+	out := make(map[string]json.RawMessage, len(list))
+	for _, p := range list {
+		switch {
+		case p.Key == nil || strings.TrimSpace(*p.Key) == "":
+			return nil, "The property key cannot be null or empty."
+		case len(*p.Key) > 255:
+			return nil, "The property key cannot be longer than 255 characters."
+		case len(p.Value) == 0 || string(p.Value) == "null":
+			return nil, "The property value cannot be null."
+		case len(p.Value) > maxPropertyValue:
+			return nil, "The property value cannot be longer than 32768 bytes."
+		}
+		out[*p.Key] = slices.Clone(p.Value)
+	}
+	return out, ""
+}
+
 // issueTypeLocked returns the issue type with name or id, registering a new
 // name.
 func (s *Server) issueTypeLocked(ref string) *issueType {
@@ -345,11 +423,13 @@ func (s *Server) AddComment(key, body string, author User) (Comment, bool) {
 	now := s.now()
 	rec.issue.Updated = now
 	s.changedLocked()
-	return s.appendCommentLocked(rec, body, author, now), true
+	return s.appendCommentLocked(rec, body, nil, author, now), true
 }
 
-func (s *Server) appendCommentLocked(rec *issueRecord, body string, author User, at time.Time) Comment {
-	c := Comment{ID: strconv.Itoa(s.nextComment), Body: body, Author: author, Created: at}
+// appendCommentLocked adds a comment with its entity properties (nil: none).
+func (s *Server) appendCommentLocked(rec *issueRecord, body string, props map[string]json.RawMessage, author User, at time.Time) Comment {
+	c := Comment{ID: strconv.Itoa(s.nextComment), Body: body, Author: author, Created: at, Properties: props}
+	c.Internal = s.projectTypeLocked(rec.issue.Project) == ProjectTypeServiceDesk && sdInternal(props[SDPublicCommentKey])
 	s.nextComment++
 	rec.comments = append(rec.comments, c)
 	s.changedLocked()
@@ -633,7 +713,7 @@ func (s *Server) projectJSON(p *project) object {
 		{"id", p.id},
 		{"key", p.key},
 		{"name", p.name},
-		{"projectTypeKey", "service_desk"},
+		{"projectTypeKey", s.projectTypeLocked(p.key)},
 	}
 	if s.cloud() {
 		o = append(o, member{"simplified", false})
@@ -718,9 +798,28 @@ func (s *Server) commentJSON(rec *issueRecord, c Comment) object {
 		{"updated", formatTime(c.Created)},
 	}
 	if s.cloud() {
-		o = append(o, member{"jsdPublic", true})
+		o = append(o, member{"jsdPublic", !c.Internal})
 	}
 	return o
+}
+
+// commentWithPropertiesJSON renders a comment with its entity properties,
+// as ?expand=properties does.
+func (s *Server) commentWithPropertiesJSON(rec *issueRecord, c Comment) object {
+	o := s.commentJSON(rec, c)
+	props := make([]object, 0, len(c.Properties))
+	for _, k := range slices.Sorted(maps.Keys(c.Properties)) {
+		props = append(props, object{{"key", k}, {"value", c.Properties[k]}})
+	}
+	return append(o, member{"properties", props})
+}
+
+// commentRenderer picks the comment rendering ?expand= asks for.
+func (s *Server) commentRenderer(r *http.Request) func(*issueRecord, Comment) object {
+	if slices.Contains(splitList(r.URL.Query()["expand"]), "properties") {
+		return s.commentWithPropertiesJSON
+	}
+	return s.commentJSON
 }
 
 // commentsPageJSON renders fields.comment; capped (as in search results) it
@@ -819,7 +918,7 @@ func (s *Server) serveIssueRoutes(w http.ResponseWriter, r *http.Request, idOrKe
 			writeMethodNotAllowed(w, http.MethodGet, http.MethodPost)
 		}
 	case len(rest) == 2 && rest[0] == "comment":
-		s.only(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.serveGetComment(w, idOrKey, rest[1]) })
+		s.only(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.serveGetComment(w, r, idOrKey, rest[1]) })
 	case len(rest) == 1 && rest[0] == "properties":
 		s.only(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.servePropertyKeys(w, idOrKey) })
 	case len(rest) == 2 && rest[0] == "properties" && rest[1] != "":
@@ -870,8 +969,9 @@ func (s *Server) serveGetComments(w http.ResponseWriter, r *http.Request, idOrKe
 			slices.Reverse(cs)
 		}
 		page := []object{}
+		render := s.commentRenderer(r)
 		for i := startAt; i < len(cs) && len(page) < maxResults; i++ {
-			page = append(page, s.commentJSON(rec, cs[i]))
+			page = append(page, render(rec, cs[i]))
 		}
 		body = object{{"startAt", startAt}, {"maxResults", maxResults}, {"total", len(cs)}, {"comments", page}}
 	}
@@ -883,15 +983,16 @@ func (s *Server) serveGetComments(w http.ResponseWriter, r *http.Request, idOrKe
 	writeJSON(w, http.StatusOK, body)
 }
 
-// serveGetComment answers GET /issue/{idOrKey}/comment/{id}.
-func (s *Server) serveGetComment(w http.ResponseWriter, idOrKey, id string) {
+// serveGetComment answers GET /issue/{idOrKey}/comment/{id}[?expand=properties].
+func (s *Server) serveGetComment(w http.ResponseWriter, r *http.Request, idOrKey, id string) {
+	render := s.commentRenderer(r)
 	s.mu.Lock()
 	rec := s.lookupLocked(idOrKey)
 	var body object
 	if rec != nil {
 		for _, c := range rec.comments {
 			if c.ID == id {
-				body = s.commentJSON(rec, c)
+				body = render(rec, c)
 			}
 		}
 	}
@@ -906,13 +1007,17 @@ func (s *Server) serveGetComment(w http.ResponseWriter, idOrKey, id string) {
 	}
 }
 
-// servePostComment answers POST /issue/{idOrKey}/comment {"body": "..."}:
-// 201 with the comment, or 400 for an empty, non-string or too long body.
-// Other members (go-jira's empty author, updateAuthor and visibility) are
-// accepted and ignored.
+// servePostComment answers POST /issue/{idOrKey}/comment {"body": "...",
+// "properties": [{"key": …, "value": …}]}: 201 with the comment, or 400 for
+// an empty, non-string or too long body or malformed properties. Other
+// members (go-jira's empty author, updateAuthor and visibility) are accepted
+// and ignored. On a service-desk project a comment is public (customers see
+// it and are emailed) unless its sd.public.comment property says
+// {"internal": true}.
 func (s *Server) servePostComment(w http.ResponseWriter, r *http.Request, idOrKey string) {
 	var req struct {
-		Body json.RawMessage `json:"body"`
+		Body       json.RawMessage `json:"body"`
+		Properties json.RawMessage `json:"properties"`
 	}
 	if !readJSON(w, r, &req) {
 		return
@@ -929,10 +1034,15 @@ func (s *Server) servePostComment(w http.ResponseWriter, r *http.Request, idOrKe
 		writeFieldErrors(w, object{{"comment", msg}})
 		return
 	}
+	props, msg := parseCommentProperties(req.Properties)
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, []string{msg}, nil)
+		return
+	}
 	now := s.now()
 	rec.issue.Updated = now
 	s.changedLocked()
-	c := s.appendCommentLocked(rec, body, s.Myself(), now)
+	c := s.appendCommentLocked(rec, body, props, s.Myself(), now)
 	writeJSON(w, http.StatusCreated, s.commentJSON(rec, c))
 }
 

@@ -359,3 +359,76 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+// On a service-desk project a comment added over REST is public unless its
+// sd.public.comment property says {"internal": true}; the property is kept
+// and rendered with expand=properties. On a software project there are no
+// customers: the property changes nothing.
+func TestCommentVisibility(t *testing.T) {
+	for _, dep := range []string{Cloud, DataCenter} {
+		t.Run(dep, func(t *testing.T) {
+			s := start(t, WithDeployment(dep), WithProjectType("DEV", ProjectTypeSoftware))
+			sd := s.AddIssue(Issue{})
+			dev := s.AddIssue(Issue{Project: "DEV"})
+			internal := `"properties":[{"key":"sd.public.comment","value":{"internal":true}}]`
+			post := func(key, body string) {
+				t.Helper()
+				r, b := do(t, s, req{method: http.MethodPost, path: "/rest/api/2/issue/" + key + "/comment", body: body})
+				wantStatus(t, r, b, 201)
+			}
+			post(sd.Key, `{"body":"public by default"}`)
+			post(sd.Key, `{"body":"for agents",`+internal+`}`)
+			post(sd.Key, `{"body":"said public","properties":[{"key":"sd.public.comment","value":{"internal":false}}]}`)
+			post(dev.Key, `{"body":"no customers here",`+internal+`}`)
+			// The transition's update.comment takes the same properties.
+			r, b := do(t, s, req{method: http.MethodPost, path: "/rest/api/2/issue/" + sd.Key + "/transitions",
+				body: `{"transition":{"id":"41"},"fields":{"resolution":{"name":"Done"}},"update":{"comment":[{"add":{"body":"closed",` + internal + `}}]}}`})
+			wantStatus(t, r, b, 204)
+
+			var got []string
+			for _, c := range append(s.Comments(sd.Key), s.Comments(dev.Key)...) {
+				got = append(got, c.Body+"="+c.Visibility())
+			}
+			if want := "public by default=public,for agents=internal,said public=public,closed=internal,no customers here=public"; strings.Join(got, ",") != want {
+				t.Errorf("visibility %s\nwant %s", strings.Join(got, ","), want)
+			}
+			if p := s.Comments(dev.Key)[0].Properties[SDPublicCommentKey]; string(p) != `{"internal":true}` {
+				t.Errorf("software project property %s", p)
+			}
+
+			r, b = do(t, s, req{path: "/rest/api/2/issue/" + sd.Key + "/comment?expand=properties"})
+			wantStatus(t, r, b, 200)
+			v := decode(t, b)
+			if path(v, "comments", 1, "properties", 0, "key") != SDPublicCommentKey || path(v, "comments", 0, "properties", 0, "key") != nil {
+				t.Errorf("expand=properties: %s", b)
+			}
+			if jsd := path(v, "comments", 1, "jsdPublic"); (dep == Cloud) != (jsd == false) || (dep == DataCenter && jsd != nil) {
+				t.Errorf("jsdPublic of an internal comment on %s: %v", dep, jsd)
+			}
+			r, b = do(t, s, req{path: "/rest/api/2/project/DEV"})
+			if path(decode(t, b), "projectTypeKey") != ProjectTypeSoftware {
+				t.Errorf("project %s", b)
+			}
+
+			r, b = do(t, s, req{method: http.MethodPost, path: "/rest/api/2/issue/" + sd.Key + "/comment", body: `{"body":"x","properties":[{"value":{}}]}`})
+			wantStatus(t, r, b, 400)
+			if len(s.Comments(sd.Key)) != 4 {
+				t.Errorf("a refused comment was added")
+			}
+		})
+	}
+}
+
+// serverInfo answers without credentials, as Jira's does ("can be accessed
+// anonymously"), but credentials sent and refused are a 401 there too.
+func TestServerInfoAnonymous(t *testing.T) {
+	for _, dep := range []string{Cloud, DataCenter} {
+		s := start(t, WithDeployment(dep), WithContextPath("/jira"))
+		r, b := do(t, s, req{path: "/rest/api/2/serverInfo", noAuth: true})
+		wantStatus(t, r, b, 200)
+		r, b = do(t, s, req{path: "/rest/api/2/serverInfo", noAuth: true, header: map[string]string{"Authorization": "Bearer wrong"}})
+		wantStatus(t, r, b, 401)
+		r, b = do(t, s, req{path: "/rest/api/2/myself", noAuth: true})
+		wantStatus(t, r, b, 401)
+	}
+}

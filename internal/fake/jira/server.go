@@ -29,7 +29,12 @@
 //   - Transition ids depend on the issue's current status; resolution and
 //     comment can only be sent to transitions with a screen; a transition
 //     without a screen to a done status leaves the issue unresolved.
-//   - Comments are limited to 32,767 characters (UTF-16 code units).
+//   - Comments are limited to 32,767 characters (UTF-16 code units). On a
+//     service-desk project (the default project type) a comment added over
+//     REST is public: customers see it on the portal and are emailed;
+//     only the sd.public.comment property {"internal": true} makes it
+//     internal (Comment.Internal).
+//   - GET /serverInfo is served without credentials, as Jira does.
 //   - Reporters are accountId-only on Cloud and name/key/emailAddress on Data
 //     Center; custom field ids are per instance.
 //
@@ -83,6 +88,8 @@ type Server struct {
 	deployment      string
 	email, apiToken string
 	pat             string
+	dcBasic         bool // Data Center also takes basic auth (WithBasicAuth)
+	noAnonymous     bool // serverInfo needs credentials too (WithoutAnonymousAccess)
 	clock           func() time.Time
 	contextPath     string
 	commentLimit    int
@@ -92,23 +99,24 @@ type Server struct {
 	latency         time.Duration
 	noRequestLog    bool
 
-	mu          sync.Mutex
-	issues      map[string]*issueRecord // by issue id
-	keys        map[string]string       // upper-case key → issue id
-	order       []string                // issue ids in insertion order
-	nextIssueID int
-	keySeq      map[string]int // last issue number per project key
-	projects    []*project
-	issueTypes  []*issueType
-	options     map[string]string // field id + "\x00" + lower value → option id
-	nextOption  int
-	nextComment int
-	changelogID int
-	gen         uint64                  // bumped by every change to an issue
-	searches    map[string]cachedSearch // by JQL, see searchLocked
-	jqlClock    bool                    // the query being compiled reads the clock
-	approvals   map[string][]Approval   // JSM approvals by upper-case issue key
-	groups      map[string][]User       // group name → members
+	mu           sync.Mutex
+	issues       map[string]*issueRecord // by issue id
+	keys         map[string]string       // upper-case key → issue id
+	order        []string                // issue ids in insertion order
+	nextIssueID  int
+	keySeq       map[string]int // last issue number per project key
+	projects     []*project
+	issueTypes   []*issueType
+	options      map[string]string // field id + "\x00" + lower value → option id
+	nextOption   int
+	nextComment  int
+	changelogID  int
+	gen          uint64                  // bumped by every change to an issue
+	searches     map[string]cachedSearch // by JQL, see searchLocked
+	jqlClock     bool                    // the query being compiled reads the clock
+	approvals    map[string][]Approval   // JSM approvals by upper-case issue key
+	projectTypes map[string]string       // upper-case project key → projectTypeKey (WithProjectType)
+	groups       map[string][]User       // group name → members
 }
 
 // Option configures a Server.
@@ -124,15 +132,36 @@ func WithDeployment(d string) Option {
 
 // WithBasicAuth sets the account email and API token a Cloud fake accepts with
 // Basic auth (default "bridge@example.com" / "jira-api-token"). The email is
-// also the API user's emailAddress.
+// also the API user's emailAddress. A Data Center fake takes only its PAT
+// unless given this option: then it also takes basic auth with this user
+// name and password, as an instance that allows basic auth does.
 func WithBasicAuth(email, apiToken string) Option {
-	return func(s *Server) { s.email, s.apiToken = email, apiToken }
+	return func(s *Server) { s.email, s.apiToken, s.dcBasic = email, apiToken, true }
 }
 
 // WithPAT sets the personal access token a Data Center fake accepts as
 // "Authorization: Bearer <token>" (default "jira-pat").
 func WithPAT(token string) Option {
 	return func(s *Server) { s.pat = token }
+}
+
+// WithProjectType sets the projectTypeKey of the project with key:
+// "service_desk" (the default of every project: Jira Service Management, where
+// comments are public to the request's customers unless made internal),
+// "software" or "business".
+func WithProjectType(key, typeKey string) Option {
+	return func(s *Server) {
+		if s.projectTypes == nil {
+			s.projectTypes = map[string]string{}
+		}
+		s.projectTypes[strings.ToUpper(key)] = typeKey
+	}
+}
+
+// WithoutAnonymousAccess makes serverInfo, too, answer 401 without
+// credentials, as an instance behind an authenticating proxy does.
+func WithoutAnonymousAccess() Option {
+	return func(s *Server) { s.noAnonymous = true }
 }
 
 // WithClock sets the source of the current time (created, updated, comment
@@ -281,7 +310,7 @@ func (s *Server) ResetRequests() { s.front.ResetRequests() }
 
 // serve answers a request as the instance would.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	if !s.authenticate(r) {
+	if !s.authenticate(r) && !s.anonymous(r) {
 		writeUnauthenticated(w, r)
 		return
 	}
@@ -343,14 +372,29 @@ func (s *Server) only(w http.ResponseWriter, r *http.Request, method string, h h
 }
 
 // authenticate checks the request's credentials: Basic email:API token on
-// Cloud, Bearer PAT on Data Center.
+// Cloud, Bearer PAT on Data Center (or Basic, with WithBasicAuth).
 func (s *Server) authenticate(r *http.Request) bool {
-	if s.cloud() {
-		u, p, ok := r.BasicAuth()
-		return ok && u == s.email && p == s.apiToken
+	if s.cloud() || s.dcBasic {
+		if u, p, ok := r.BasicAuth(); ok {
+			return u == s.email && p == s.apiToken
+		}
+		if s.cloud() {
+			return false
+		}
 	}
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	return ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(token) == s.pat
+}
+
+// anonymous reports whether r may be served without credentials: GET
+// serverInfo "can be accessed anonymously" on both deployments, when no
+// credentials are sent (credentials sent and refused are a 401 everywhere).
+func (s *Server) anonymous(r *http.Request) bool {
+	if s.noAnonymous || r.Method != http.MethodGet || r.Header.Get("Authorization") != "" {
+		return false
+	}
+	p := strings.TrimPrefix(r.URL.Path, s.contextPath)
+	return p == "/rest/api/2/serverInfo" || p == "/rest/api/latest/serverInfo"
 }
 
 // baseURL is the prefix of self links.

@@ -433,7 +433,11 @@ func (s *Server) servePostTransition(w http.ResponseWriter, r *http.Request, idO
 		}
 		res = &found
 	}
-	var comments []string
+	type newComment struct {
+		body  string
+		props map[string]json.RawMessage
+	}
+	var comments []newComment
 	for _, k := range sortedKeys(req.Update) {
 		if k != "comment" || !t.Screen {
 			errs = append(errs, member{k, cannotBeSet(k)})
@@ -445,7 +449,8 @@ func (s *Server) servePostTransition(w http.ResponseWriter, r *http.Request, idO
 				continue
 			}
 			var c struct {
-				Body json.RawMessage `json:"body"`
+				Body       json.RawMessage `json:"body"`
+				Properties json.RawMessage `json:"properties"`
 			}
 			json.Unmarshal(add, &c)
 			body, msg := s.checkCommentBody(c.Body)
@@ -453,7 +458,12 @@ func (s *Server) servePostTransition(w http.ResponseWriter, r *http.Request, idO
 				errs = append(errs, member{"comment", msg})
 				continue
 			}
-			comments = append(comments, body)
+			props, msg := parseCommentProperties(c.Properties)
+			if msg != "" {
+				errs = append(errs, member{"comment", msg})
+				continue
+			}
+			comments = append(comments, newComment{body, props})
 		}
 	}
 	if t.RequireResolution && res == nil {
@@ -493,8 +503,8 @@ func (s *Server) servePostTransition(w http.ResponseWriter, r *http.Request, idO
 	is.Updated = now
 	s.changedLocked()
 	s.recordHistoryLocked(rec, me, now, items)
-	for _, body := range comments {
-		s.appendCommentLocked(rec, body, me, now)
+	for _, c := range comments {
+		s.appendCommentLocked(rec, c.body, c.props, me, now)
 	}
 	writeNoContent(w)
 }

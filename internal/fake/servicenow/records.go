@@ -226,6 +226,24 @@ func (s *Server) Journal(sysID string) []JournalEntry {
 	return out
 }
 
+// WorkNotes returns the RITM's work notes (internal: fulfillers see them,
+// the requester does not), oldest first.
+func (s *Server) WorkNotes(sysID string) []JournalEntry { return s.journalOf(sysID, ElementWorkNotes) }
+
+// Comments returns the RITM's additional comments (customer visible: the
+// requester sees them and is notified), oldest first.
+func (s *Server) Comments(sysID string) []JournalEntry { return s.journalOf(sysID, ElementComments) }
+
+func (s *Server) journalOf(sysID, element string) []JournalEntry {
+	var out []JournalEntry
+	for _, e := range s.Journal(sysID) {
+		if e.Element == element {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // AddJournal appends a journal entry to the RITM as user would from the UI
 // (element is "work_notes" or "comments"). Like any journal write it bumps
 // sys_mod_count and sys_updated_on. It reports false if the RITM does not exist.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,6 +87,14 @@ func TestPatchClosesAndAppendsJournal(t *testing.T) {
 	j = s.Journal(r.SysID)
 	if len(j) != 3 || j[2].Element != ElementComments {
 		t.Fatalf("journal %+v", j)
+	}
+	if wn, cs := s.WorkNotes(r.SysID), s.Comments(r.SysID); len(wn) != 2 || len(cs) != 1 || cs[0].Value != "Your image is ready" {
+		t.Errorf("work notes %+v, comments %+v", wn, cs)
+	}
+	// The display value of each journal field holds its own entries only.
+	_, shown := do(t, s, req{path: path + "?sysparm_fields=work_notes,comments&sysparm_display_value=true"})
+	if strings.Count(shown, "Your image is ready") != 1 || strings.Count(shown, "provisioning succeeded") != 1 {
+		t.Errorf("display values %s", shown)
 	}
 	stored, _ := s.RITM(r.SysID)
 	if stored.SysModCount != 7 || stored.CloseNotes != "Provisioned again" {
