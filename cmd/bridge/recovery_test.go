@@ -98,7 +98,7 @@ func TestRunKilledMidPassIsTakenOverAtRestart(t *testing.T) {
 	// The next scheduled pass is a minute away: the first one did it all.
 	for _, id := range ids {
 		r, _ := e.sn.RITM(id)
-		if n := len(e.sn.Journal(id)); r.State != "3" || n != 1 {
+		if n := len(e.sn.WorkNotes(id)); r.State != "3" || n != 1 {
 			t.Errorf("RITM %s after the first pass of the restarted daemon: state %s, %d notes", r.Number, r.State, n)
 		}
 	}
@@ -152,7 +152,7 @@ func TestSecondOwnerIsRefusedReadersWork(t *testing.T) {
 			t.Errorf("bridge %s beside the daemon: exit %d\n%s\n%s", strings.Join(args, " "), code, stdout, stderr)
 		}
 	}
-	if n := len(e.sn.Journal(r.SysID)); n != 1 {
+	if n := len(e.sn.WorkNotes(r.SysID)); n != 1 {
 		t.Errorf("%d notes on %s", n, r.Number)
 	}
 }
@@ -199,8 +199,8 @@ func TestRunStoreFileDeletedOrReplaced(t *testing.T) {
 				t.Fatalf("signed delivery answered %d", code)
 			}
 			waitFor(t, hangGuard, func() bool { return strings.Contains(d.stderr.String(), "queued ticket failed") })
-			if got, _ := e.sn.RITM(r.SysID); got.State != "1" || len(e.sn.Journal(r.SysID)) != 0 || e.cg.CountCalls("CreateRepo") != 0 {
-				t.Errorf("with its store gone the daemon acted: state %s, %d notes, %d CreateRepo", got.State, len(e.sn.Journal(r.SysID)), e.cg.CountCalls("CreateRepo"))
+			if got, _ := e.sn.RITM(r.SysID); got.State != "1" || len(e.sn.WorkNotes(r.SysID)) != 0 || e.cg.CountCalls("CreateRepo") != 0 {
+				t.Errorf("with its store gone the daemon acted: state %s, %d notes, %d CreateRepo", got.State, len(e.sn.WorkNotes(r.SysID)), e.cg.CountCalls("CreateRepo"))
 			}
 			if _, stderr, code := run(t, []string{"SN_PASSWORD=" + snPass}, "sync", "--config", e.config); code == 0 || !strings.Contains(stderr, "in use by another bridge process") {
 				t.Errorf("a second process on the path: exit %d\n%s", code, stderr)
