@@ -136,6 +136,11 @@ func (w *worker) writeBackFailed(ctx context.Context, what string, cause error) 
 	if err := w.save(); err != nil {
 		return "", err
 	}
+	if interrupted {
+		// Not an upstream failure: no attempt counted, no retry told.
+		w.log.Info().Err(cause).Msg(what + " interrupted; the ticket is re-read and the write made at the next pass")
+		return w.last, fmt.Errorf("%s on %s interrupted: %w", what, w.t.Key, cause)
+	}
 	w.log.Warn().Err(cause).Int("attempts", w.rec.Attempts).Str("next_attempt_at", next).Msg(what + " failed; the ticket is re-read and the write retried later")
 	w.observe(DecisionRetry, what+" failed: "+cause.Error())
 	return w.last, fmt.Errorf("%s on %s: %w", what, w.t.Key, cause)
