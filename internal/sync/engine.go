@@ -283,7 +283,9 @@ func (e *Engine) fastStart(ctx context.Context, t *Ticket) (ImageRef, bool) {
 		return ImageRef{}, false
 	}
 	if e.o.Policy != nil {
-		dec, err := e.decide(ctx, *t)
+		rctx, cancel := e.readCtx(ctx)
+		dec, err := e.decide(rctx, *t)
+		cancel()
 		if err != nil || (dec.Tier != policy.Auto && dec.Tier != policy.Approval) {
 			return ImageRef{}, false
 		}

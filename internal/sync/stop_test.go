@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chainguard-dev/image-request-bridge/internal/chainguard"
 	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
 
@@ -215,5 +216,52 @@ func TestInterruptedWriteBackDoesNotBackOff(t *testing.T) {
 				t.Errorf("waited %v in place after the interruption", s)
 			}
 		})
+	}
+}
+
+// hungTiers is the real provisioner whose catalog-tier read never answers;
+// it records whether each read had a deadline within half the lease.
+type hungTiers struct {
+	*chainguard.Provisioner
+	lease time.Duration
+
+	mu        stdsync.Mutex
+	reads     int
+	unbounded int
+}
+
+func (p *hungTiers) CatalogTier(ctx context.Context, _ string) (string, error) {
+	dl, ok := ctx.Deadline()
+	p.mu.Lock()
+	p.reads++
+	if !ok || time.Until(dl) > p.lease/2 {
+		p.unbounded++
+	}
+	p.mu.Unlock()
+	<-ctx.Done()
+	return "", ctx.Err()
+}
+
+// The policy's reads (here a catalog tier that never answers) are bounded
+// like re-reads, within half the lease, both before the claim and under it:
+// the ticket is retried instead of holding its worker and lease for good.
+func TestPolicyReadsAreBounded(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOpts{})
+	src := newHeldSource(0, false)
+	close(src.release)
+	const lease = 200 * time.Millisecond // bounds every read to 100 ms
+	prov := &hungTiers{Provisioner: h.prov, lease: lease}
+	e := isync.New(h.store, prov, []isync.Source{src}, isync.Options{Instance: "test-bridge", Lease: lease, Policy: testPolicy(),
+		Now: h.clock.Now, Logger: testLogger(t)})
+	done := make(chan isync.Decision, 1)
+	go func() { d, _ := e.HandleTicket(context.Background(), "held", "t0"); done <- d }()
+	if d := receive(t, "the ticket", done, 1)[0]; d != isync.DecisionRetry {
+		t.Errorf("decision %q, want retry", d)
+	}
+	prov.mu.Lock()
+	defer prov.mu.Unlock()
+	if prov.reads != 2 || prov.unbounded != 0 {
+		t.Errorf("%d catalog-tier reads, %d without a deadline within half the lease; want 2 and 0", prov.reads, prov.unbounded)
 	}
 }

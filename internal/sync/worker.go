@@ -165,6 +165,9 @@ func (w *worker) provision(ctx context.Context) (Decision, error) {
 		return w.reject(ctx, Rejectedf("%s", w.t.Invalid))
 	}
 	if ok, d, err := w.gate(ctx); err != nil {
+		if errors.Is(err, errLeaseLost) {
+			return "", err
+		}
 		if ClassOf(err) == ClassBlocked {
 			return w.block(ctx, err)
 		}

@@ -195,14 +195,16 @@ func (w *worker) checkReady(ctx context.Context) (Decision, error) {
 			}
 		}
 	}
-	if err := w.renew(); err != nil {
-		return "", err
-	}
 	ready, err := true, error(nil)
 	var ref ImageRef
 	for _, p := range waiting {
 		if ref, err = w.e.prov.ParseImage(p.raw); err != nil {
 			return w.reject(ctx, err) // cannot happen for a provisioned image; fail safe
+		}
+		// Before each image's check: up to MaxImages checks in a row would
+		// outlast one lease.
+		if err := w.renew(); err != nil {
+			return "", err
 		}
 		rctx, cancel := w.bounded(ctx, w.e.o.ProvisionTimeout)
 		ok, cerr := w.e.prov.(Readiness).TagReady(rctx, p.res, ref)
