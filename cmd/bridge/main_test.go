@@ -2,10 +2,12 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -24,6 +26,8 @@ import (
 	cgfake "github.com/chainguard-dev/image-request-bridge/internal/fake/chainguard"
 	jfake "github.com/chainguard-dev/image-request-bridge/internal/fake/jira"
 	snfake "github.com/chainguard-dev/image-request-bridge/internal/fake/servicenow"
+	"github.com/chainguard-dev/image-request-bridge/internal/store"
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
 
 const (
@@ -445,27 +449,39 @@ func TestRunReadiness(t *testing.T) {
 	waitFor(t, hangGuard, func() bool { c, _ := d.get(t, "/readyz"); return c == http.StatusOK })
 }
 
-// SIGTERM in the middle of a pass loses nothing: what was cut short is
-// finished by the next run, each ticket with exactly one note.
+// SIGTERM in the middle of a pass on a backlog starts no more tickets: only
+// the tickets in progress at the signal (at most the concurrency, 4) make
+// their provisioning call after it, every lease is released at exit, and the
+// next run finishes the backlog, each ticket with exactly one note. At the
+// defaults; each write-back takes a second, so the daemon is mid-pass for
+// the whole backlog (before the fix the pass went on starting tickets for
+// the whole grace period).
 func TestRunSIGTERMMidPass(t *testing.T) {
 	e := newEnv(t)
 	var ids []string
-	for i := 0; i < 40; i++ {
+	for i := 0; i < 100; i++ {
 		ids = append(ids, e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "python"}}).SysID)
 	}
-	e.sn.InjectFault(snfake.Fault{Method: "PATCH", Delay: 100 * time.Millisecond, Times: 1 << 20})
+	e.sn.InjectFault(snfake.Fault{Method: "PATCH", Delay: time.Second, Times: 1 << 20})
 	d := startDaemon(t, e, "")
 	waitFor(t, hangGuard, func() bool { return e.cg.CountCalls("CreateRepo") >= 5 })
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-d.exited:
-		if err != nil {
-			t.Fatalf("bridge run exited with %v\n%s", err, d.stderr.String())
-		}
-		d.exited <- err // for the cleanup
-	case <-time.After(40 * time.Second):
-		t.Fatal("bridge run did not stop within the grace period")
+	before := e.cg.CountCalls("CreateRepo")
+	took := d.terminate(t)
+	started := e.cg.CountCalls("CreateRepo") - before
+	t.Logf("SIGTERM with %d of %d tickets provisioned: %d provisioning calls after it, exit after %s", before, len(ids), started, took)
+	if started > 4 {
+		t.Errorf("%d tickets made their provisioning call after SIGTERM; at most the 4 in progress may", started)
 	}
+	recs := records(t, e, ids)
+	if len(recs) > before+4 {
+		t.Errorf("the store holds %d tickets, %d provisioned before SIGTERM: tickets were started after it", len(recs), before)
+	}
+	for _, r := range recs {
+		if r.LeaseOwner != "" || (r.State != isync.StateDone && !r.NextAttemptAt.IsZero()) {
+			t.Errorf("%s after exit: state %s, lease %q, next attempt %v; want the lease released and nothing backing off", r.Key, r.State, r.LeaseOwner, r.NextAttemptAt)
+		}
+	}
+
 	e.sn.ClearFaults()
 	if _, stderr, code := run(t, []string{"SN_PASSWORD=" + snPass}, "sync", "--config", e.config); code != 0 {
 		t.Fatalf("sync after restart: %s", stderr)
@@ -476,6 +492,121 @@ func TestRunSIGTERMMidPass(t *testing.T) {
 			t.Errorf("RITM %s: state %s, %d notes", r.Number, r.State, n)
 		}
 	}
+}
+
+// Write-backs that hang past the grace period are interrupted: the daemon
+// exits before Kubernetes' default 30 s SIGKILL, the interrupted tickets
+// keep their state with their leases released and no backoff (an
+// interruption is not an upstream failure), and the next run closes them
+// with one note each.
+func TestRunSIGTERMInterruptsHungWriteBacks(t *testing.T) {
+	e := newEnv(t)
+	var ids []string
+	for i := 0; i < 10; i++ {
+		ids = append(ids, e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "python"}}).SysID)
+	}
+	e.sn.InjectFault(snfake.Fault{Method: "PATCH", Delay: time.Hour, Times: 1 << 20})
+	d := startDaemon(t, e, "")
+	waitFor(t, hangGuard, func() bool { return countMethod(e.sn, "PATCH") >= 4 })
+	took := d.terminate(t)
+	t.Logf("SIGTERM with 4 write-backs hung: exit after %s", took)
+	if !strings.Contains(d.stderr.String(), "grace period over") {
+		t.Error("the hung write-backs were not interrupted at the end of the grace period")
+	}
+	if n := e.cg.CountCalls("CreateRepo"); n != 4 {
+		t.Errorf("%d provisioning calls, want the 4 of the tickets in progress", n)
+	}
+	recs := records(t, e, ids)
+	for _, r := range recs {
+		if r.State != isync.StateProvisioned || r.LeaseOwner != "" || !r.NextAttemptAt.IsZero() {
+			t.Errorf("%s after an interrupted write-back: state %s, lease %q, next attempt %v; want provisioned, released, due at once", r.Key, r.State, r.LeaseOwner, r.NextAttemptAt)
+		}
+	}
+	if len(recs) != 4 {
+		t.Errorf("%d tickets in the store, want the 4 in progress", len(recs))
+	}
+
+	e.sn.ClearFaults()
+	if _, stderr, code := run(t, []string{"SN_PASSWORD=" + snPass}, "sync", "--config", e.config); code != 0 {
+		t.Fatalf("sync after restart: %s", stderr)
+	}
+	for _, id := range ids {
+		r, _ := e.sn.RITM(id)
+		if n := len(e.sn.Journal(id)); r.State != "3" || n != 1 {
+			t.Errorf("RITM %s: state %s, %d notes", r.Number, r.State, n)
+		}
+	}
+}
+
+// A listing that never answers is cancelled at SIGTERM: with nothing in
+// progress the daemon exits at once instead of waiting out the grace period.
+func TestRunSIGTERMCancelsHungListing(t *testing.T) {
+	e := newEnv(t)
+	e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "python"}})
+	e.sn.InjectFault(snfake.Fault{Method: "GET", PathContains: "approval%3Dapproved", Delay: time.Hour, Times: 1 << 20})
+	d := startDaemon(t, e, "")
+	waitFor(t, hangGuard, func() bool { return countLists(e.sn) >= 1 })
+	took := d.terminate(t)
+	t.Logf("SIGTERM during a hung listing: exit after %s", took)
+	if strings.Contains(d.stderr.String(), "grace period over") {
+		t.Error("the daemon waited out the grace period with nothing in progress")
+	}
+	if n := e.cg.CountCalls("CreateRepo"); n != 0 {
+		t.Errorf("%d provisioning calls after a listing that never answered", n)
+	}
+}
+
+// terminate sends SIGTERM and waits for a clean exit, which must come
+// before Kubernetes' default terminationGracePeriodSeconds (30 s) would
+// SIGKILL the pod; it returns how long the exit took, for the log.
+func (d *daemon) terminate(t *testing.T) time.Duration {
+	t.Helper()
+	sent := time.Now()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.exited:
+		if err != nil {
+			t.Fatalf("bridge run exited with %v\n%s", err, d.stderr.String())
+		}
+		d.exited <- err // for the cleanup
+	case <-time.After(30 * time.Second):
+		t.Fatalf("bridge run did not exit within Kubernetes' 30 s grace after SIGTERM\n%s", d.stderr.String())
+	}
+	return time.Since(sent).Round(time.Millisecond)
+}
+
+// records reads the store the daemon left: the records of the given RITMs
+// that exist.
+func records(t *testing.T, e *env, ids []string) []isync.Record {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(filepath.Dir(e.config), "bridge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var out []isync.Record
+	for _, id := range ids {
+		r, err := st.Get(ctx, "servicenow", id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func countMethod(sn *snfake.Server, method string) int {
+	n := 0
+	for _, r := range sn.Requests() {
+		if r.Method == method {
+			n++
+		}
+	}
+	return n
 }
 
 func post(t *testing.T, url string, req *http.Request) int {

@@ -16,10 +16,15 @@ import (
 	"github.com/chainguard-dev/image-request-bridge/internal/config"
 	"github.com/chainguard-dev/image-request-bridge/internal/metrics"
 	"github.com/chainguard-dev/image-request-bridge/internal/server"
+	isync "github.com/chainguard-dev/image-request-bridge/internal/sync"
 )
 
-// shutdownGrace is how long in-flight tickets get to finish after SIGTERM.
-const shutdownGrace = 30 * time.Second
+// shutdownGrace is how long tickets in progress at SIGTERM get to finish
+// before they are interrupted. With the interruption itself (each ticket's
+// store writes and lease release) and the HTTP server's drain running
+// alongside, the whole exit fits well within Kubernetes' default
+// terminationGracePeriodSeconds of 30 s.
+const shutdownGrace = 20 * time.Second
 
 func newRunCmd() *cobra.Command {
 	var cfgPath string
@@ -34,9 +39,11 @@ the next is due is skipped. The HTTP server at server.listen takes webhooks
 only queue a ticket id; the ticket is re-read before anything is done, and
 polling stays the safety net.
 
-SIGTERM or SIGINT stops intake (no new passes, webhooks refused), gives
-in-flight tickets 30s to finish, then interrupts the rest; whatever is cut
-short resumes safely from the store on the next start.`,
+SIGTERM or SIGINT stops all intake at once (no new pass, the running pass
+stops listing and starts no more tickets, queued webhook tickets are left,
+webhooks refused), gives the tickets in progress 20s to finish, then
+interrupts the rest and releases their leases; whatever is cut short
+resumes from the store at the next start, without backoff.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadConfig(cfgPath)
@@ -83,16 +90,17 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	}
 	intake, stopIntake := context.WithCancel(work)
 	defer stopIntake()
-	var bg stdsync.WaitGroup
-	bg.Add(2)
+	var served stdsync.WaitGroup
+	served.Add(1)
 	go func() {
-		defer bg.Done()
+		defer served.Done()
 		if err := srv.Serve(intake, ln); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error().Err(err).Msg("http server stopped")
 		}
 	}()
+	queueDone := make(chan struct{})
 	go func() {
-		defer bg.Done()
+		defer close(queueDone)
 		a.Engine.RunQueue(work)
 	}()
 
@@ -123,21 +131,36 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	log.Info().Str("listen", ln.Addr().String()).Int("sources", len(a.Sources)).Msg("bridge running")
 
 	<-ctx.Done()
-	log.Info().Stringer("grace", shutdownGrace).Msg("shutting down: intake stopped; finishing in-flight tickets")
-	stopIntake()
+	shutdown(log, stopIntake, c, &passes, a.Engine, queueDone, cancelWork)
+	served.Wait()
+	log.Info().Msg("bridge stopped")
+	return nil
+}
+
+// shutdown stops starting work at once: the HTTP intake, the schedule, the
+// engine (the running passes stop listing and hand out nothing more, the
+// queue starts nothing more). Tickets in progress get shutdownGrace to
+// finish; then cancelWork interrupts them, and shutdown returns once each
+// has recorded where it stopped and released its lease.
+func shutdown(log zerolog.Logger, stopIntake func(), c *cron.Cron, passes *tracker, eng *isync.Engine, queueDone <-chan struct{}, cancelWork func()) {
+	start := time.Now()
+	passes.stop()
 	c.Stop()
+	eng.Stop()
+	stopIntake()
+	log.Info().Stringer("grace", shutdownGrace).Msg("shutting down: no new ticket is started; finishing the tickets in progress")
 	finished := make(chan struct{})
-	go func() { passes.stopAndWait(); close(finished) }()
+	go func() { passes.wait(); <-queueDone; close(finished) }()
+	grace := time.NewTimer(shutdownGrace)
+	defer grace.Stop()
 	select {
 	case <-finished:
-	case <-time.After(shutdownGrace):
-		log.Warn().Msg("grace period over; interrupting in-flight tickets (they resume from the store on restart)")
+	case <-grace.C:
+		log.Warn().Stringer("grace", shutdownGrace).Msg("grace period over; interrupting the tickets in progress (they resume from the store at the next start, without backoff)")
 	}
 	cancelWork()
 	<-finished
-	bg.Wait()
-	log.Info().Msg("bridge stopped")
-	return nil
+	log.Info().Stringer("took", time.Since(start).Round(time.Millisecond)).Msg("tickets in progress stopped; their leases are released")
 }
 
 // tracker counts running passes; once stopping, no new pass starts.
@@ -159,12 +182,15 @@ func (t *tracker) start() bool {
 
 func (t *tracker) done() { t.wg.Done() }
 
-func (t *tracker) stopAndWait() {
+// stop lets no pass start from now on.
+func (t *tracker) stop() {
 	t.mu.Lock()
 	t.stopping = true
 	t.mu.Unlock()
-	t.wg.Wait()
 }
+
+// wait returns once the passes running are done; call it after stop.
+func (t *tracker) wait() { t.wg.Wait() }
 
 func runPass(ctx context.Context, a *app.App, m *metrics.Metrics, log zerolog.Logger, name string) {
 	if err := a.Store.CheckFile(); err != nil {
@@ -176,7 +202,7 @@ func runPass(ctx context.Context, a *app.App, m *metrics.Metrics, log zerolog.Lo
 	st, err := a.Engine.Pass(ctx, name)
 	ev, msg := log.Info(), "pass finished"
 	switch {
-	case err != nil && ctx.Err() != nil:
+	case err != nil && (ctx.Err() != nil || errors.Is(err, isync.ErrStopping)):
 		msg = "pass interrupted by shutdown; unfinished tickets resume from the store"
 	case err != nil:
 		ev = log.Error().Err(err)

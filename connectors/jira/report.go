@@ -325,11 +325,18 @@ func (s *Source) transitionsOf(ctx context.Context, id, key, wf string) ([]trans
 	if wf == "" {
 		return s.readTransitions(ctx, id, key, "")
 	}
-	v, err, _ := s.trFetch.Do(wf, func() (any, error) { return s.readTransitions(ctx, id, key, wf) })
-	if err != nil {
-		return nil, err
+	// DoChan, not Do: a read joined from another caller (a prefetch bounded
+	// by its own 30 s) must not hold this one past its own context.
+	ch := s.trFetch.DoChan(wf, func() (any, error) { return s.readTransitions(ctx, id, key, wf) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.([]transition), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("listing transitions of %s: %w", key, ctx.Err())
 	}
-	return v.([]transition), nil
 }
 
 // readTransitions is the one call of transitionsOf; it caches the list

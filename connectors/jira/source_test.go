@@ -352,6 +352,36 @@ func TestTransitionListReadOncePerWorkflow(t *testing.T) {
 	}
 }
 
+// A report joining a read of the transitions started by the listing (a
+// prefetch, bounded by its own 30 s) gives up when its own context ends: a
+// hung read does not hold the write-back past its deadline or shutdown.
+func TestReportJoiningHungTransitionReadEndsWithContext(t *testing.T) {
+	f := jfake.New(jfake.WithDeployment(jfake.Cloud))
+	defer f.Close()
+	f.AddIssue(jfake.Issue{Status: "Approved", Fields: map[string]any{f.FieldID("Image name"): "python"}})
+	f.InjectFault(jfake.Fault{Method: "GET", PathContains: "/transitions", Delay: time.Hour, Times: 1})
+	src := newSource(t, f, jira.Cloud, func(o *jira.Options) { o.Timeout = time.Hour })
+	tickets, err := list(src, ctx(t))
+	if err != nil || len(tickets) != 1 {
+		t.Fatalf("listed %d, %v", len(tickets), err)
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Report(rctx, tickets[0], isync.Report{Outcome: isync.OutcomeProvisioned, Marker: "m-1",
+			Fields: []isync.Field{{Name: "Result", Value: "ok"}}})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("the report ended with %v, want its deadline", err)
+		}
+	case <-time.After(20 * time.Second): // below the prefetch's own 30 s bound
+		t.Fatal("the report waited for the hung prefetch past its own deadline")
+	}
+}
+
 // Issues served while still awaiting approval are approved, then closed; the
 // list read after an approval belongs to the new status and is not cached or
 // shared under the old one, so the next awaiting issue of the workflow uses

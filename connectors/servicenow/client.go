@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	stdsync "sync"
 	"sync/atomic"
 	"time"
 
@@ -50,7 +49,10 @@ type client struct {
 	tok  *upstream.Client // the OAuth grant: no Authorization, no refresh
 	log  zerolog.Logger
 
-	tokMu     stdsync.Mutex
+	// tokMu is held while a token is read or granted: one grant at a time.
+	// A channel, not a mutex, so that a call waiting behind a slow grant
+	// gives up when its own context ends (its deadline, shutdown).
+	tokMu     chan struct{}
 	token     string
 	refresh   string
 	expiresAt time.Time
@@ -68,7 +70,7 @@ func newClient(base string, auth Auth, o upstream.Options, log zerolog.Logger) (
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("servicenow: instance_url %q is not an absolute URL", base)
 	}
-	c := &client{base: u, auth: auth, log: log, now: time.Now}
+	c := &client{base: u, auth: auth, log: log, now: time.Now, tokMu: make(chan struct{}, 1)}
 	c.setSecretsLocked()
 	o.Name, o.Display = Name, "ServiceNow"
 	o.Secrets = func() []string { return *c.secrets.Load() }
@@ -79,9 +81,11 @@ func newClient(base string, auth Auth, o upstream.Options, log zerolog.Logger) (
 	o.Limiter = c.tok.Limiter()
 	o.Authorize = c.authorize
 	if auth.ClientID != "" {
-		o.Refresh = func(context.Context) bool {
-			c.tokMu.Lock()
-			defer c.tokMu.Unlock()
+		o.Refresh = func(ctx context.Context) bool {
+			if c.lockTok(ctx) != nil {
+				return false
+			}
+			defer c.unlockTok()
 			c.token = "" // force a new grant
 			return true
 		}
@@ -189,8 +193,10 @@ func (c *client) authorize(req *http.Request) error {
 // bearer returns a valid OAuth access token, minting or refreshing it when it
 // expires within a minute (tokens last about 30 minutes).
 func (c *client) bearer(ctx context.Context) (string, error) {
-	c.tokMu.Lock()
-	defer c.tokMu.Unlock()
+	if err := c.lockTok(ctx); err != nil {
+		return "", fmt.Errorf("waiting for the ServiceNow OAuth grant under way: %w", err)
+	}
+	defer c.unlockTok()
 	if c.token != "" && c.now().Add(time.Minute).Before(c.expiresAt) {
 		return c.token, nil
 	}
@@ -213,6 +219,18 @@ func (c *client) bearer(ctx context.Context) (string, error) {
 	}
 	return c.grantLocked(ctx, form)
 }
+
+// lockTok takes tokMu, or returns ctx's error if ctx ends first.
+func (c *client) lockTok(ctx context.Context) error {
+	select {
+	case c.tokMu <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *client) unlockTok() { <-c.tokMu }
 
 func (c *client) baseForm() url.Values {
 	return url.Values{"client_id": {c.auth.ClientID}, "client_secret": {c.auth.ClientSecret.Reveal()}}

@@ -283,6 +283,50 @@ func TestOAuthRefreshOn401(t *testing.T) {
 	}
 }
 
+// A call waiting behind an OAuth grant that hangs gives up when its own
+// context ends (its deadline, shutdown): the grant in progress does not hold
+// every other call of the source.
+func TestOAuthGrantWaitEndsWithContext(t *testing.T) {
+	fake := snfake.New(snfake.WithOAuth("cid", "csecret", time.Hour))
+	defer fake.Close()
+	fake.InjectFault(snfake.Fault{Method: "POST", PathContains: "oauth_token.do", Delay: time.Hour, Times: 1})
+	src := newSource(t, fake, func(o *servicenow.Options) {
+		o.Auth.ClientID, o.Auth.ClientSecret = "cid", secret.New("csecret")
+		o.Timeout = time.Hour // the hung grant ends only with the test
+	})
+	list := func(ctx context.Context) error { return src.Approved(ctx, func(isync.Ticket) error { return nil }) }
+	first, stopFirst := context.WithCancel(context.Background())
+	defer stopFirst()
+	granting := make(chan error, 1)
+	go func() { granting <- list(first) }()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		if len(fake.Requests()) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no grant was requested")
+		}
+	}
+
+	waiting, stop := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer stop()
+	ended := make(chan error, 1)
+	go func() { ended <- list(waiting) }()
+	select {
+	case err := <-ended:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("the waiting call ended with %v, want its deadline", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the waiting call outlived its context: it waits for the hung grant")
+	}
+	select {
+	case err := <-granting:
+		t.Errorf("the hung grant ended first (%v): the test proves nothing", err)
+	default:
+	}
+}
+
 func TestNewValidates(t *testing.T) {
 	for name, o := range map[string]servicenow.Options{
 		"bad catalog item": {InstanceURL: "https://x.service-now.com", CatalogItem: "RITM1"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	stdsync "sync"
@@ -117,6 +118,35 @@ type Engine struct {
 
 	outageMu stdsync.Mutex
 	outage   string // cause of the provisioner outage logged last (Circuit), "" when none
+
+	// stopped ends with Stop: no ticket is started once it is done.
+	stopped context.Context
+	stop    context.CancelFunc
+}
+
+// ErrStopping is the error (wrapped) of a Pass that Stop cut short or that
+// started after Stop: the tickets it did not start are left for the next run.
+var ErrStopping = errors.New("the bridge is stopping: no new ticket is started")
+
+// Stop makes the engine start no more work, at once and for good; it does
+// not wait. A running Pass stops listing and re-reading (a listing call in
+// flight is cancelled) and hands no more tickets to its workers; a Pass
+// started later returns ErrStopping at once; the webhook queue hands out no
+// more tickets (RunQueue returns once its tickets in progress are done) and
+// Enqueue refuses. Tickets already in progress go on until they are done or
+// the context they run under ends: the caller cancels it when its grace
+// period is over, and each releases its lease. Safe to call more than once.
+func (e *Engine) Stop() { e.stop() }
+
+// stopping reports whether Stop was called.
+func (e *Engine) stopping() bool { return e.stopped.Err() != nil }
+
+// untilStop returns a context that ends with ctx or at Stop, whichever comes
+// first: the context of starting work (listing, re-reading, handing on).
+func (e *Engine) untilStop(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(ctx)
+	unhook := context.AfterFunc(e.stopped, cancel)
+	return c, func() { unhook(); cancel() }
 }
 
 type queued struct {
@@ -147,6 +177,7 @@ func New(store Store, prov Provisioner, sources []Source, o Options) *Engine {
 	}
 	e := &Engine{store: store, prov: prov, sources: map[string]Source{}, o: o, log: o.Logger, inflight: map[string]bool{},
 		queued: map[string]bool{}, queue: make(chan queued, o.QueueSize), owner: o.Instance + "/" + runID()}
+	e.stopped, e.stop = context.WithCancel(context.Background())
 	for _, s := range sources {
 		e.sources[s.Name()] = s
 		e.order = append(e.order, s.Name())
@@ -252,7 +283,9 @@ func (e *Engine) fastStart(ctx context.Context, t *Ticket) (ImageRef, bool) {
 		return ImageRef{}, false
 	}
 	if e.o.Policy != nil {
-		dec, err := e.decide(ctx, *t)
+		rctx, cancel := e.readCtx(ctx)
+		dec, err := e.decide(rctx, *t)
+		cancel()
 		if err != nil || (dec.Tier != policy.Auto && dec.Tier != policy.Approval) {
 			return ImageRef{}, false
 		}

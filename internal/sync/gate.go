@@ -45,7 +45,14 @@ func (w *worker) gate(ctx context.Context) (ok bool, d Decision, err error) {
 	if w.e.o.Policy == nil {
 		return true, "", nil
 	}
-	dec, err := w.e.decide(ctx, w.t)
+	// The reads (catalog tiers, the approvers) are made under the lease:
+	// renewed first, each bounded like a re-read.
+	if err := w.renew(); err != nil {
+		return false, "", err
+	}
+	rctx, cancel := w.bounded(ctx, w.e.o.ReadTimeout)
+	defer cancel()
+	dec, err := w.e.decide(rctx, w.t)
 	if err != nil {
 		return false, "", err
 	}
@@ -68,7 +75,7 @@ func (w *worker) gate(ctx context.Context) (ok bool, d Decision, err error) {
 			return false, d, err
 		}
 		group := w.e.o.Policy.SecurityGroup
-		approver, err := checker.ApprovedBy(ctx, w.t, group)
+		approver, err := checker.ApprovedBy(rctx, w.t, group)
 		if err != nil {
 			return false, "", err
 		}
@@ -95,7 +102,9 @@ func (e *Engine) autoCandidate(ctx context.Context, t Ticket) bool {
 	if !t.AwaitingApproval || !e.o.Policy.HasAuto() {
 		return false
 	}
-	d, err := e.decide(ctx, t)
+	rctx, cancel := e.readCtx(ctx)
+	defer cancel()
+	d, err := e.decide(rctx, t)
 	if err != nil {
 		e.log.Warn().Str("ticket", t.Key).Err(err).Msg("cannot decide the policy tier of a request awaiting approval; leaving it")
 		return false

@@ -46,14 +46,19 @@ func (e *Engine) Pass(ctx context.Context, names ...string) (Stats, error) {
 		names = e.order
 	}
 	total := Stats{Decisions: map[Decision]int{}}
+	if e.stopping() {
+		return total, ErrStopping
+	}
 	if w, ok := e.prov.(Warmer); ok {
 		warmed := make(chan struct{})
 		defer func() { <-warmed }() // nothing outlives the pass
-		wctx, cancel := context.WithTimeout(ctx, e.o.PassTimeout)
+		sctx, unhook := e.untilStop(ctx)
+		wctx, cancel := context.WithTimeout(sctx, e.o.PassTimeout)
 		go func() {
 			defer close(warmed)
+			defer unhook()
 			defer cancel()
-			if err := w.Warm(wctx); err != nil && ctx.Err() == nil {
+			if err := w.Warm(wctx); err != nil && sctx.Err() == nil {
 				e.log.Debug().Err(err).Msg("reading the provisioner's catalog and plan ahead of the tickets failed; tickets read them when needed")
 			}
 		}()
@@ -83,12 +88,21 @@ type job struct {
 // comes, the listing and the re-reads stop, tickets not yet started are left
 // for the next pass, and those in progress end their current call (an
 // interrupted attempt is re-driven at once by the next pass, see retry).
+// Stop ends the listing and the re-reads the same way, but leaves the tickets
+// in progress to finish under ctx.
 func (e *Engine) passSource(parent context.Context, src Source) (st Stats, err error) {
 	ctx, cancel := context.WithTimeout(parent, e.o.PassTimeout)
 	defer cancel()
+	// lctx is the context of starting work: it ends at Stop too.
+	lctx, unhook := e.untilStop(ctx)
+	defer unhook()
 	defer func() {
-		if err != nil && parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		switch {
+		case err == nil || parent.Err() != nil:
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			err = fmt.Errorf("pass deadline of %s reached, the rest is left for the next pass: %w", e.o.PassTimeout, err)
+		case e.stopping():
+			err = fmt.Errorf("%w: %d listed, the rest is left for the next run", ErrStopping, st.Listed)
 		}
 	}()
 	st = Stats{Decisions: map[Decision]int{}}
@@ -107,10 +121,10 @@ func (e *Engine) passSource(parent context.Context, src Source) (st Stats, err e
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				if ctx.Err() != nil {
-					// Shutting down: a queued ticket is left for the next pass
-					// rather than started with a cancelled context (which would
-					// record a false retry).
+				if lctx.Err() != nil {
+					// Stopping, or past the deadline: a queued ticket is left
+					// for the next pass rather than started (with a cancelled
+					// context it would record a false retry).
 					pending.Done()
 					continue
 				}
@@ -134,15 +148,15 @@ func (e *Engine) passSource(parent context.Context, src Source) (st Stats, err e
 		select {
 		case jobs <- j:
 			return nil
-		case <-ctx.Done():
+		case <-lctx.Done():
 			pending.Done()
-			return ctx.Err()
+			return lctx.Err()
 		}
 	}
 
 	seen := map[string]bool{}
 	list := func() (fresh int, err error) {
-		err = src.Approved(ctx, func(t Ticket) error {
+		err = src.Approved(lctx, func(t Ticket) error {
 			if seen[t.ID] {
 				return nil // a ticket that moved while the source paged, or listed again
 			}
@@ -173,7 +187,7 @@ func (e *Engine) passSource(parent context.Context, src Source) (st Stats, err e
 	if listErr == nil {
 		var unseen []Record
 		now := e.o.Now()
-		recErr = e.store.Unfinished(ctx, src.Name(), func(r Record) error {
+		recErr = e.store.Unfinished(lctx, src.Name(), func(r Record) error {
 			switch {
 			case seen[r.TicketID]:
 			case !r.NextAttemptAt.IsZero() && now.Before(r.NextAttemptAt):
@@ -186,10 +200,10 @@ func (e *Engine) passSource(parent context.Context, src Source) (st Stats, err e
 			return nil
 		})
 		for _, r := range unseen {
-			if ctx.Err() != nil {
+			if lctx.Err() != nil {
 				break
 			}
-			gctx, cancel := e.readCtx(ctx)
+			gctx, cancel := e.readCtx(lctx)
 			t, err := src.Get(gctx, r.TicketID)
 			cancel()
 			if err != nil {
@@ -211,5 +225,5 @@ func (e *Engine) passSource(parent context.Context, src Source) (st Stats, err e
 	if recErr != nil {
 		return st, fmt.Errorf("reading unfinished records: %w", recErr)
 	}
-	return st, ctx.Err()
+	return st, lctx.Err()
 }

@@ -15,13 +15,17 @@ func (e *Engine) HandleTicket(ctx context.Context, source, id string) (Decision,
 
 // Enqueue asks for one ticket to be processed soon: the webhook path. The
 // id is only a hint; the ticket is re-read before anything is done. A ticket
-// already queued coalesces; false means the queue is full.
+// already queued coalesces; false means the queue is full, or the engine is
+// stopping (Stop).
 func (e *Engine) Enqueue(source, id string) bool {
 	return e.enqueue(queued{source: source, id: id})
 }
 
 func (e *Engine) enqueue(q queued) bool {
 	key := q.source + "/" + q.id
+	if e.stopping() {
+		return false
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.queued[key] {
@@ -39,7 +43,10 @@ func (e *Engine) enqueue(q queued) bool {
 // QueueDepth is the number of tickets waiting in the webhook queue.
 func (e *Engine) QueueDepth() int { return len(e.queue) }
 
-// RunQueue processes queued tickets with Concurrency workers until ctx ends.
+// RunQueue processes queued tickets with Concurrency workers until ctx ends
+// or Stop is called; it returns once its workers are done. After Stop no
+// queued ticket is started (the ids are hints: polling finds the tickets),
+// and the tickets in progress finish under ctx.
 func (e *Engine) RunQueue(ctx context.Context) {
 	var wg stdsync.WaitGroup
 	for i := 0; i < e.o.Concurrency; i++ {
@@ -50,7 +57,12 @@ func (e *Engine) RunQueue(ctx context.Context) {
 				select {
 				case <-ctx.Done():
 					return
+				case <-e.stopped.Done():
+					return
 				case q := <-e.queue:
+					if e.stopping() {
+						return // picked at random against Stop: not started
+					}
 					e.mu.Lock()
 					delete(e.queued, q.source+"/"+q.id)
 					e.mu.Unlock()
@@ -87,6 +99,9 @@ func (e *Engine) handle(ctx context.Context, q queued) (Decision, error) {
 // RepoEvent is told of a Chainguard repository event: tickets syncing that
 // image are checked now rather than at their next poll.
 func (e *Engine) RepoEvent(ctx context.Context, ev RepoEvent) {
+	if e.stopping() {
+		return // polling at the next start finds them
+	}
 	for _, name := range e.order {
 		err := e.store.Unfinished(ctx, name, func(r Record) error {
 			if r.State != StateSyncing || !repoMatches(r, ev) {

@@ -165,6 +165,9 @@ func (w *worker) provision(ctx context.Context) (Decision, error) {
 		return w.reject(ctx, Rejectedf("%s", w.t.Invalid))
 	}
 	if ok, d, err := w.gate(ctx); err != nil {
+		if errors.Is(err, errLeaseLost) {
+			return "", err
+		}
 		if ClassOf(err) == ClassBlocked {
 			return w.block(ctx, err)
 		}
@@ -266,11 +269,16 @@ func (w *worker) reject(ctx context.Context, cause error) (Decision, error) {
 
 func (w *worker) retry(ctx context.Context, cause error) (Decision, error) {
 	w.rec.LastError = cause.Error()
-	w.rec.NextAttemptAt = w.e.o.Now().Add(w.e.backoff(w.rec.Attempts))
 	if ctx.Err() != nil {
-		// Interrupted by shutdown, not by the upstream: retry as soon as we run again.
+		// Interrupted by shutdown or the pass deadline, not by the upstream:
+		// retried as soon as a pass runs again.
 		w.rec.NextAttemptAt = time.Time{}
+		if err := w.saveAudit(DecisionRetry, fmt.Sprintf("attempt %d interrupted (%v), retried at the next pass: %v", w.rec.Attempts, ctx.Err(), cause)); err != nil {
+			return "", err
+		}
+		return w.last, nil
 	}
+	w.rec.NextAttemptAt = w.e.o.Now().Add(w.e.backoff(w.rec.Attempts))
 	if err := w.saveAudit(DecisionRetry, fmt.Sprintf("attempt %d failed, retrying after %s: %v", w.rec.Attempts, w.rec.NextAttemptAt.Format(time.RFC3339), cause)); err != nil {
 		return "", err
 	}

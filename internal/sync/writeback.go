@@ -136,6 +136,11 @@ func (w *worker) writeBackFailed(ctx context.Context, what string, cause error) 
 	if err := w.save(); err != nil {
 		return "", err
 	}
+	if interrupted {
+		// Not an upstream failure: no attempt counted, no retry told.
+		w.log.Info().Err(cause).Msg(what + " interrupted; the ticket is re-read and the write made at the next pass")
+		return w.last, fmt.Errorf("%s on %s interrupted: %w", what, w.t.Key, cause)
+	}
 	w.log.Warn().Err(cause).Int("attempts", w.rec.Attempts).Str("next_attempt_at", next).Msg(what + " failed; the ticket is re-read and the write retried later")
 	w.observe(DecisionRetry, what+" failed: "+cause.Error())
 	return w.last, fmt.Errorf("%s on %s: %w", what, w.t.Key, cause)
@@ -190,14 +195,16 @@ func (w *worker) checkReady(ctx context.Context) (Decision, error) {
 			}
 		}
 	}
-	if err := w.renew(); err != nil {
-		return "", err
-	}
 	ready, err := true, error(nil)
 	var ref ImageRef
 	for _, p := range waiting {
 		if ref, err = w.e.prov.ParseImage(p.raw); err != nil {
 			return w.reject(ctx, err) // cannot happen for a provisioned image; fail safe
+		}
+		// Before each image's check: up to MaxImages checks in a row would
+		// outlast one lease.
+		if err := w.renew(); err != nil {
+			return "", err
 		}
 		rctx, cancel := w.bounded(ctx, w.e.o.ProvisionTimeout)
 		ok, cerr := w.e.prov.(Readiness).TagReady(rctx, p.res, ref)
