@@ -532,7 +532,7 @@ func TestRunSIGTERMInterruptsHungWriteBacks(t *testing.T) {
 	}
 	for _, id := range ids {
 		r, _ := e.sn.RITM(id)
-		if n := len(e.sn.Journal(id)); r.State != "3" || n != 1 {
+		if n := len(e.sn.WorkNotes(id)); r.State != "3" || n != 1 {
 			t.Errorf("RITM %s: state %s, %d notes", r.Number, r.State, n)
 		}
 	}
