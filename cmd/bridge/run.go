@@ -200,16 +200,41 @@ func runPass(ctx context.Context, a *app.App, m *metrics.Metrics, log zerolog.Lo
 	}
 	start := time.Now()
 	st, err := a.Engine.Pass(ctx, name)
-	ev, msg := log.Info(), "pass finished"
-	switch {
-	case err != nil && (ctx.Err() != nil || errors.Is(err, isync.ErrStopping)):
-		msg = "pass interrupted by shutdown; unfinished tickets resume from the store"
-	case err != nil:
-		ev = log.Error().Err(err)
-	default:
+	ok, level, msg := passOutcome(st, err, ctx.Err() != nil || errors.Is(err, isync.ErrStopping), a.Store.WriteErr())
+	if ok {
 		m.PollSucceeded(name, time.Now())
 	}
+	ev := log.WithLevel(level)
+	if err != nil {
+		ev = ev.Err(err)
+	}
 	ev.Str("source", name).Int("listed", st.Listed).Int("errors", st.Errors).Stringer("took", time.Since(start).Round(time.Millisecond)).Msg(msg)
+}
+
+// passOutcome says whether a pass counts as a successful poll (the
+// last-successful-poll gauge advances), and how to log its summary. A pass
+// fails when it returned an error, when the store's last write failed
+// (storeErr: a full disk makes every ticket fail), or when tickets were
+// worked on and every one failed; one interrupted by shutdown (stopping)
+// is neither.
+func passOutcome(st isync.Stats, err error, stopping bool, storeErr error) (ok bool, level zerolog.Level, msg string) {
+	succeeded := st.Skipped
+	for _, n := range st.Decisions {
+		succeeded += n
+	}
+	switch {
+	case err != nil && stopping:
+		return false, zerolog.InfoLevel, "pass interrupted by shutdown; unfinished tickets resume from the store"
+	case err != nil:
+		return false, zerolog.ErrorLevel, "pass failed"
+	case storeErr != nil:
+		return false, zerolog.ErrorLevel, "pass failed: the state store's writes are failing (" + storeErr.Error() + ")"
+	case st.Errors > 0 && succeeded == 0:
+		return false, zerolog.ErrorLevel, "pass failed: every ticket worked on failed"
+	case st.Errors > 0:
+		return true, zerolog.WarnLevel, "pass finished with errors"
+	}
+	return true, zerolog.InfoLevel, "pass finished"
 }
 
 func blockedCount(ctx context.Context, a *app.App) int {

@@ -108,7 +108,10 @@ type Options struct {
 // the leases of processes no longer running are cleared at once, so their
 // tickets are taken up by the first pass. Build also arranges for a store
 // file deleted or replaced under the running bridge to be logged at error;
-// the store then refuses writes and Ready fails, naming the path.
+// the store then refuses writes and Ready fails, naming the path. A write the
+// store fails (disk full, I/O error) is logged at error with its ticket,
+// counted in o.Metrics (bridge_store_errors_total), and fails Ready until a
+// write succeeds again.
 func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options) (*App, error) {
 	a := &App{Config: cfg, Log: log, checks: map[string][]source.Check{}, lastErr: map[string]*lastError{}}
 	names := source.Names(cfg.Connectors())
@@ -162,6 +165,16 @@ func Build(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Option
 	}
 	st.OnFileLost(func(err error) {
 		log.Error().Err(err).Str("store", dsn).Msg("state store file deleted or replaced under the bridge: writes stopped, /readyz fails; restart the bridge once state.dsn names the right file")
+	})
+
+	st.OnWriteError(func(e *store.WriteError) {
+		// Each one: a full disk or a failing device must not pass as a
+		// ticket error among others.
+		log.Error().Err(e.Err).Str("op", e.Op).Str("ticket", e.Ticket).Str("store", dsn).
+			Msg("state store write failed (disk full or failing?): the ticket is retried; /readyz fails until a write succeeds")
+		if o.Metrics != nil {
+			o.Metrics.StoreWriteFailed(e.Op)
+		}
 	})
 
 	co := chainguard.Options{

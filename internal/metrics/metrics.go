@@ -83,6 +83,7 @@ type Metrics struct {
 	upErrors     *prometheus.CounterVec
 	lastPoll     *prometheus.GaugeVec
 	webhooks     *prometheus.CounterVec
+	storeErrors  *prometheus.CounterVec
 
 	queueDepth atomic.Pointer[func() int]
 	blocked    atomic.Pointer[func() int]
@@ -119,6 +120,10 @@ func New(sources ...string) *Metrics {
 		Name: "bridge_webhook_deliveries_total",
 		Help: "Webhook and event deliveries received, by endpoint and result.",
 	}, []string{"endpoint", "result"})
+	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bridge_store_errors_total",
+		Help: "Writes the state store failed (disk full, I/O error, file deleted), by operation.",
+	}, []string{"op"})
 	queue := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "bridge_queue_depth",
 		Help: "Ticket ids waiting in the engine's queue.",
@@ -128,7 +133,10 @@ func New(sources ...string) *Metrics {
 		Help: "Tickets the bridge cannot act on (permissions, quota) and keeps open.",
 	}, func() float64 { return call(&m.blocked) })
 
-	m.reg.MustRegister(m.tickets, m.provisioning, m.upRequests, m.upErrors, m.lastPoll, m.webhooks, queue, blocked)
+	m.reg.MustRegister(m.tickets, m.provisioning, m.upRequests, m.upErrors, m.lastPoll, m.webhooks, m.storeErrors, queue, blocked)
+	for _, op := range StoreOps {
+		m.storeErrors.WithLabelValues(op)
+	}
 
 	for _, s := range sources {
 		for _, d := range decisions {
@@ -153,6 +161,21 @@ func call(p *atomic.Pointer[func() int]) float64 {
 		return float64((*f)())
 	}
 	return 0
+}
+
+// StoreOps lists the state store's write operations (store.WriteError.Op).
+var StoreOps = []string{"claim", "save", "release", "append", "write"}
+
+// StoreWriteFailed counts one failed write of the state store; op is one of
+// StoreOps (any other value counts as "write").
+func (m *Metrics) StoreWriteFailed(op string) {
+	for _, o := range StoreOps {
+		if o == op {
+			m.storeErrors.WithLabelValues(op).Inc()
+			return
+		}
+	}
+	m.storeErrors.WithLabelValues("write").Inc()
 }
 
 // Registry is the private registry, for tests and extra collectors.

@@ -50,6 +50,7 @@ type writeOp struct {
 	ctx     context.Context
 	fn      func(context.Context, *cachedTx) error
 	err     error
+	clean   bool // failed having written nothing
 	settled bool
 	done    chan struct{}
 }
@@ -91,6 +92,7 @@ func (w *writer) write(ctx context.Context, fn func(context.Context, *cachedTx) 
 	w.ops <- op
 	w.mu.RUnlock()
 	<-op.done
+	w.s.health.record(ctx, op.err, op.clean)
 	return op.err
 }
 
@@ -177,6 +179,7 @@ func (w *writer) commitGroup(ctx context.Context, group []*writeOp) bool {
 			ran = append(ran, op)
 		case errors.As(err, &ce):
 			op.settle(ce.err)
+			op.clean = true
 		default:
 			_ = tx.Rollback()
 			op.settle(err)

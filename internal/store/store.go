@@ -65,8 +65,9 @@ type SQLite struct {
 	path string
 	now  func() time.Time
 
-	guard *fileGuard // whether path still names the open file
-	lock  *os.File   // the owner's lock file (OpenOwner); nil when not owned
+	guard  *fileGuard // whether path still names the open file
+	health health     // whether the last write committed
+	lock   *os.File   // the owner's lock file (OpenOwner); nil when not owned
 }
 
 // Every engine contract the store provides, checked at compile time: a
@@ -263,6 +264,9 @@ func (s *SQLite) Ping(ctx context.Context) error {
 	var n int
 	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
 		return fmt.Errorf("store %s: %w", s.path, err)
+	}
+	if err := s.WriteErr(); err != nil {
+		return fmt.Errorf("store %s: writes are failing (ready again once one succeeds): %w", s.path, err)
 	}
 	return nil
 }
@@ -523,7 +527,7 @@ func (s *SQLite) claim(ctx context.Context, source, ticketID, key, owner string,
 		rec isync.Record
 		ok  bool
 	)
-	err := s.w.write(ctx, func(ctx context.Context, tx *cachedTx) error {
+	err := s.w.write(withWrite(ctx, "claim", source, ticketID), func(ctx context.Context, tx *cachedTx) error {
 		// Results afresh on every run (see writer): a run rolled back with
 		// its group must not leave ok set for the next.
 		rec, ok = isync.Record{}, false
@@ -635,7 +639,7 @@ func (s *SQLite) Save(ctx context.Context, rec *isync.Record, audit ...isync.Aud
 		}
 	}
 	var saved isync.Record
-	err := s.w.write(ctx, func(ctx context.Context, tx *cachedTx) error {
+	err := s.w.write(withWrite(ctx, "save", rec.Source, rec.TicketID), func(ctx context.Context, tx *cachedTx) error {
 		saved = *rec // afresh on every run (see writer)
 		if err := s.save(ctx, tx, &saved); err != nil {
 			if errors.Is(err, isync.ErrConflict) {
@@ -705,7 +709,7 @@ func (s *SQLite) save(ctx context.Context, db execer, rec *isync.Record) error {
 // Release implements isync.Store: it clears the lease if owner holds it, and
 // does nothing otherwise.
 func (s *SQLite) Release(ctx context.Context, source, ticketID, owner string) error {
-	err := s.w.write(ctx, func(ctx context.Context, tx *cachedTx) error {
+	err := s.w.write(withWrite(ctx, "release", source, ticketID), func(ctx context.Context, tx *cachedTx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE tickets SET lease_owner = '', lease_until = ''
 			WHERE source = ? AND ticket_id = ? AND lease_owner = ?`, source, ticketID, owner)
 		return err
@@ -867,7 +871,7 @@ const countBlockedQuery = `SELECT count(*) FROM tickets WHERE state != 'done' AN
 
 // Append implements isync.Store: it adds one audit row. A zero Time is now.
 func (s *SQLite) Append(ctx context.Context, e isync.AuditEntry) error {
-	return s.w.write(ctx, func(ctx context.Context, tx *cachedTx) error { return s.append(ctx, tx, e) })
+	return s.w.write(withWrite(ctx, "append", e.Source, e.TicketID), func(ctx context.Context, tx *cachedTx) error { return s.append(ctx, tx, e) })
 }
 
 // checkEntry refuses an audit entry that would not say what happened to what.
