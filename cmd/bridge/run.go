@@ -226,11 +226,11 @@ func passOutcome(st isync.Stats, err error, stopping bool, storeErr error) (ok b
 	case err != nil && stopping:
 		return false, zerolog.InfoLevel, "pass interrupted by shutdown; unfinished tickets resume from the store"
 	case err != nil:
-		return false, zerolog.ErrorLevel, "pass failed"
+		return false, zerolog.ErrorLevel, "pass finished with an error"
 	case storeErr != nil:
-		return false, zerolog.ErrorLevel, "pass failed: the state store's writes are failing (" + storeErr.Error() + ")"
+		return false, zerolog.ErrorLevel, "pass finished but failed: the state store's writes are failing (" + storeErr.Error() + ")"
 	case st.Errors > 0 && succeeded == 0:
-		return false, zerolog.ErrorLevel, "pass failed: every ticket worked on failed"
+		return false, zerolog.ErrorLevel, "pass finished but failed: every ticket worked on failed"
 	case st.Errors > 0:
 		return true, zerolog.WarnLevel, "pass finished with errors"
 	}
