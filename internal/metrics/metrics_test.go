@@ -312,3 +312,21 @@ func TestSeriesFollowTheSourcesGiven(t *testing.T) {
 		t.Error("a source not given has a last-poll series")
 	}
 }
+
+// TestStoreWriteFailed: bridge_store_errors_total is exported at 0 for each
+// store operation before any failure, and counts failures by operation.
+func TestStoreWriteFailed(t *testing.T) {
+	m := New(testSources...)
+	if got, want := testutil.CollectAndCount(m.storeErrors), len(StoreOps); got != want {
+		t.Fatalf("bridge_store_errors_total series = %d, want %d", got, want)
+	}
+	m.StoreWriteFailed("claim")
+	m.StoreWriteFailed("claim")
+	m.StoreWriteFailed("something else")
+	if got := testutil.ToFloat64(m.storeErrors.WithLabelValues("claim")); got != 2 {
+		t.Errorf(`store errors{op="claim"} = %v, want 2`, got)
+	}
+	if got := testutil.ToFloat64(m.storeErrors.WithLabelValues("write")); got != 1 {
+		t.Errorf(`store errors{op="write"} = %v, want 1`, got)
+	}
+}
