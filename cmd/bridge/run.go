@@ -63,6 +63,9 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	// Work continues for a grace period after the signal.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	for _, w := range cfg.PermissionWarnings() {
+		log.Warn().Msg(w)
+	}
 	m := metrics.New(app.EnabledNames(cfg)...)
 	a, err := app.Build(work, cfg, log, app.Options{Metrics: m})
 	if err != nil {

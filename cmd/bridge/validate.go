@@ -24,7 +24,11 @@ func newValidateCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "%s: configuration is valid\n\n%s", cfgPath, cfg.Redacted())
+			fmt.Fprintf(out, "%s: configuration is valid\n", cfgPath)
+			for _, w := range cfg.PermissionWarnings() {
+				fmt.Fprintf(out, "warning: %s\n", w)
+			}
+			fmt.Fprintf(out, "\n%s", cfg.Redacted())
 			if !online {
 				return nil
 			}

@@ -63,6 +63,7 @@ type Config struct {
 	file     string          // for error messages
 	lines    map[string]int  // key path -> line, for error messages
 	fromFile map[string]bool // secret key paths read from their *_file twin
+	fromEnv  map[string]bool // key paths whose value came from ${VAR}
 }
 
 // Bridge is the worker's own settings.

@@ -200,3 +200,73 @@ func TestSecretFileThroughLinks(t *testing.T) {
 		t.Errorf("token has %d bytes, want %d", len(c.Chainguard.Token.Reveal()), len(full))
 	}
 }
+
+// TestPermissionWarnings: a configuration file holding a secret written in
+// it, or a *_file secret, that group or others may read is named with the
+// key and "chmod 600"; at 0600, or with every secret given as ${VAR}, there is
+// nothing to say.
+func TestPermissionWarnings(t *testing.T) {
+	for k, v := range testEnv {
+		t.Setenv(k, v)
+	}
+	chmod := func(p string, m os.FileMode) {
+		t.Helper()
+		if err := os.Chmod(p, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load := func(p string) []string {
+		t.Helper()
+		c, err := Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.PermissionWarnings()
+	}
+
+	t.Run("secrets from the environment", func(t *testing.T) {
+		p := writeConfig(t, t.TempDir(), everySecret)
+		chmod(p, 0o644)
+		if w := load(p); len(w) != 0 {
+			t.Errorf("warnings for a config holding only ${VAR} references: %q", w)
+		}
+	})
+
+	t.Run("inline secret", func(t *testing.T) {
+		yml := strings.Replace(everySecret, "password: ${SERVICENOW_PASSWORD}", "password: written-in-the-file", 1)
+		p := writeConfig(t, t.TempDir(), yml)
+		chmod(p, 0o644)
+		w := load(p)
+		if len(w) != 1 || !strings.Contains(w[0], p) || !strings.Contains(w[0], "servicenow.password") ||
+			!strings.Contains(w[0], "0644") || !strings.Contains(w[0], "chmod 600 "+p) {
+			t.Errorf("warnings = %q, want one naming %s, servicenow.password, 0644 and chmod 600", w, p)
+		}
+		if strings.Contains(strings.Join(w, ""), "written-in-the-file") {
+			t.Errorf("a warning shows the secret")
+		}
+		chmod(p, 0o600)
+		if w := load(p); len(w) != 0 {
+			t.Errorf("warnings at 0600: %q", w)
+		}
+	})
+
+	t.Run("secret file", func(t *testing.T) {
+		dir := t.TempDir()
+		tok := filepath.Join(dir, "token")
+		if err := os.WriteFile(tok, []byte("cg-token\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := writeConfig(t, dir, fromFile(t, "chainguard.token", "token"))
+		chmod(p, 0o644) // holds no secret itself
+		chmod(tok, 0o640)
+		w := load(p)
+		if len(w) != 1 || !strings.Contains(w[0], tok) || !strings.Contains(w[0], "chainguard.token_file") ||
+			!strings.Contains(w[0], "chmod 600 "+tok) {
+			t.Errorf("warnings = %q, want one naming %s and chainguard.token_file", w, tok)
+		}
+		chmod(tok, 0o400)
+		if w := load(p); len(w) != 0 {
+			t.Errorf("warnings at 0400: %q", w)
+		}
+	})
+}

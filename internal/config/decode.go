@@ -68,6 +68,8 @@ type decoder struct {
 	envErrs []*FieldError // unset or malformed ${VAR}; dropped for disabled sources
 	lines   map[string]int
 	seen    map[*yaml.Node]bool // scalars already expanded (aliases share nodes)
+	envNode map[*yaml.Node]bool // scalars that took a value from ${VAR}
+	fromEnv map[string]bool     // key paths whose value took one from ${VAR}
 	failed  map[string]bool     // paths that already have an error
 	// visits counts the values walk examines and the keys mapping examines,
 	// once more each time an alias or merge leads back to them; budget is
@@ -93,13 +95,15 @@ func (d *decoder) fail(line int, path, format string, args ...any) {
 
 func parse(data []byte, filename string, lookup func(string) (string, bool), conns []source.Connector) (*Config, error) {
 	d := &decoder{
-		file:   filename,
-		lookup: lookup,
-		lines:  map[string]int{},
-		seen:   map[*yaml.Node]bool{},
-		failed: map[string]bool{},
+		file:    filename,
+		lookup:  lookup,
+		lines:   map[string]int{},
+		seen:    map[*yaml.Node]bool{},
+		envNode: map[*yaml.Node]bool{},
+		fromEnv: map[string]bool{},
+		failed:  map[string]bool{},
 	}
-	cfg := &Config{file: filename, lines: d.lines, sources: newSources(conns)}
+	cfg := &Config{file: filename, lines: d.lines, fromEnv: d.fromEnv, sources: newSources(conns)}
 
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -462,13 +466,21 @@ func (d *decoder) scalar(n *yaml.Node, path string, line int) bool {
 		return false
 	}
 	if d.seen[n] {
+		if d.envNode[n] {
+			d.fromEnv[path] = true
+		}
 		return true
 	}
 	d.seen[n] = true
 	if !strings.Contains(n.Value, "$") {
 		return true
 	}
-	v, err := expand(n.Value, d.lookup)
+	v, err := expand(n.Value, func(name string) (string, bool) {
+		// Remembered so that a secret given as ${VAR} is not taken for one
+		// written in the file (PermissionWarnings).
+		d.envNode[n], d.fromEnv[path] = true, true
+		return d.lookup(name)
+	})
 	if err != nil {
 		d.envErrs = append(d.envErrs, &FieldError{File: d.file, Line: line, Path: path, Msg: err.Error()})
 		d.nullify(n)

@@ -94,6 +94,9 @@ func Open(ctx context.Context, dsn string) (*SQLite, error) {
 		if err := checkFile(dsn); err != nil {
 			return nil, err
 		}
+		if err := createPrivate(dsn); err != nil {
+			return nil, err
+		}
 	}
 	db, err := sql.Open("sqlite", connString(dsn, memory))
 	if err != nil {
@@ -153,6 +156,31 @@ func connString(path string, memory bool) string {
 	}
 	// A file: URI keeps '?' or '#' in a path from being read as parameters.
 	return "file:" + (&url.URL{Path: filepath.ToSlash(path)}).EscapedPath() + "?" + q
+}
+
+// createPrivate creates the database file at path, empty and readable by
+// its owner only (0600, whatever the umask), unless it exists. The store
+// holds requesters' names and justifications. SQLite creates the -wal and
+// -shm files with the database file's mode, so they are private too; an
+// existing file keeps the mode its owner gave it.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store %s: %w", path, err)
+	}
+	// The umask can only take bits away from 0600; set it exactly anyway,
+	// so that a umask of 0277 does not leave a file the bridge cannot write.
+	err = f.Chmod(0o600)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("store %s: %w", path, err)
+	}
+	return nil
 }
 
 var sqliteHeader = []byte("SQLite format 3\x00")
