@@ -47,6 +47,9 @@ func (c *Config) PermissionWarnings() []string {
 			continue
 		}
 		what := "holds the secret"
+		if len(keys[f]) > 1 {
+			what += "s"
+		}
 		if f != c.file {
 			what = "is the secret file of"
 		}
