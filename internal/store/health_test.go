@@ -71,9 +71,13 @@ func TestFullDatabaseReported(t *testing.T) {
 		t.Fatalf("Ping = %v, want the store's path and the full database", perr)
 	}
 
-	// Space again: the next write commits and readiness returns.
+	// Space again: readiness returns by itself, with no ticket to write
+	// (an idle bridge), and the next write commits.
 	if err := s.LimitPages(ctx, 0); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping once the database has room again, before any ticket's write = %v", err)
 	}
 	if err := claim(failed); err != nil {
 		t.Fatal(err)

@@ -293,6 +293,20 @@ func (s *SQLite) Ping(ctx context.Context) error {
 	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
 		return fmt.Errorf("store %s: %w", s.path, err)
 	}
+	if s.WriteErr() != nil {
+		// Writes failed: try one, so that an idle bridge (no ticket to
+		// write) becomes ready again once the disk has room, instead of
+		// staying unready until the next ticket. A table created and
+		// dropped in one transaction allocates a page, as a ticket's write
+		// would, and leaves the schema as it was.
+		_ = s.w.write(withWrite(ctx, "probe", "", ""), func(ctx context.Context, tx *cachedTx) error {
+			if _, err := tx.ExecContext(ctx, "CREATE TABLE write_probe (x INTEGER)"); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, "DROP TABLE write_probe")
+			return err
+		})
+	}
 	if err := s.WriteErr(); err != nil {
 		return fmt.Errorf("store %s: writes are failing (ready again once one succeeds): %w", s.path, err)
 	}
