@@ -288,7 +288,12 @@ type cachedTransitions struct {
 // cachedTransitions returns the transitions of t's workflow and status when a
 // fresh list is cached, or nil.
 func (s *Source) cachedTransitions(t isync.Ticket) []transition {
-	key := t.Fields[workflowField]
+	return s.cachedFor(t.Fields[workflowField])
+}
+
+// cachedFor returns the cached transitions of workflow and status key, or
+// nil when none are cached or they are older than transitionsTTL.
+func (s *Source) cachedFor(key string) []transition {
 	if key == "" {
 		return nil
 	}
@@ -327,7 +332,15 @@ func (s *Source) transitionsOf(ctx context.Context, id, key, wf string) ([]trans
 	}
 	// DoChan, not Do: a read joined from another caller (a prefetch bounded
 	// by its own 30 s) must not hold this one past its own context.
-	ch := s.trFetch.DoChan(wf, func() (any, error) { return s.readTransitions(ctx, id, key, wf) })
+	ch := s.trFetch.DoChan(wf, func() (any, error) {
+		// A read that ended between this caller's cache miss and now
+		// (singleflight forgets a key once its read is done) has filled
+		// the cache: no second read.
+		if list := s.cachedFor(wf); list != nil {
+			return list, nil
+		}
+		return s.readTransitions(ctx, id, key, wf)
+	})
 	select {
 	case r := <-ch:
 		if r.Err != nil {
