@@ -6,24 +6,30 @@ import (
 	"time"
 )
 
-// FirstDelivery records that endpoint's webhook delivery key was acted on at
-// now, and reports whether it was new (true) or already recorded (false: a
-// duplicate or a replay). key is the caller's hash of the delivery (of its
-// signed body, or of its delivery id); it outlives a restart until
-// PruneDeliveries removes it. Errors are the store's (a failing database,
-// ErrFileReplaced).
-func (s *SQLite) FirstDelivery(ctx context.Context, endpoint, key string, now time.Time) (bool, error) {
+// FirstDelivery records that endpoint's webhook delivery, known by keys, was
+// acted on at now, and reports whether it was new (true: none of its keys was
+// recorded) or not (false: a duplicate or a replay). Keys are the caller's
+// hashes of the delivery (of its signed body, of its delivery id); every key
+// is recorded either way, and outlives a restart until PruneDeliveries
+// removes it. Errors are the store's (a failing database, ErrFileReplaced).
+func (s *SQLite) FirstDelivery(ctx context.Context, endpoint string, keys []string, now time.Time) (bool, error) {
 	var first bool
 	err := s.w.write(ctx, func(ctx context.Context, tx *cachedTx) error {
-		res, err := tx.ExecContext(ctx,
-			"INSERT INTO webhook_deliveries (endpoint, key, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-			endpoint, key, formatTime(now))
-		if err != nil {
-			return err
+		first = true // recomputed on a re-run
+		for _, key := range keys {
+			res, err := tx.ExecContext(ctx,
+				"INSERT INTO webhook_deliveries (endpoint, key, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+				endpoint, key, formatTime(now))
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			first = first && n == 1
 		}
-		n, err := res.RowsAffected()
-		first = n == 1 // recomputed on a re-run
-		return err
+		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("store %s: record webhook delivery: %w", s.path, err)
@@ -31,13 +37,17 @@ func (s *SQLite) FirstDelivery(ctx context.Context, endpoint, key string, now ti
 	return first, nil
 }
 
-// ForgetDelivery removes endpoint's delivery key, so that the sender's retry
+// ForgetDelivery removes endpoint's delivery keys, so that the sender's retry
 // of a delivery that was not acted on (the queue was full) is not refused as a
 // duplicate.
-func (s *SQLite) ForgetDelivery(ctx context.Context, endpoint, key string) error {
+func (s *SQLite) ForgetDelivery(ctx context.Context, endpoint string, keys []string) error {
 	err := s.w.write(ctx, func(ctx context.Context, tx *cachedTx) error {
-		_, err := tx.ExecContext(ctx, "DELETE FROM webhook_deliveries WHERE endpoint = ? AND key = ?", endpoint, key)
-		return err
+		for _, key := range keys {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM webhook_deliveries WHERE endpoint = ? AND key = ?", endpoint, key); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store %s: forget webhook delivery: %w", s.path, err)

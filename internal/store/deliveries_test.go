@@ -19,7 +19,7 @@ func TestWebhookDeliveries(t *testing.T) {
 	}
 	first := func(s *SQLite, endpoint, key string, at time.Time) bool {
 		t.Helper()
-		ok, err := s.FirstDelivery(ctx, endpoint, key, at)
+		ok, err := s.FirstDelivery(ctx, endpoint, []string{key}, at)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +46,7 @@ func TestWebhookDeliveries(t *testing.T) {
 	if first(s, "jira", "body:aa", t0.Add(time.Hour)) {
 		t.Fatal("key forgotten across a reopen")
 	}
-	if err := s.ForgetDelivery(ctx, "jira", "body:aa"); err != nil {
+	if err := s.ForgetDelivery(ctx, "jira", []string{"body:aa"}); err != nil {
 		t.Fatal(err)
 	}
 	if !first(s, "jira", "body:aa", t0.Add(2*time.Hour)) {
@@ -62,6 +62,10 @@ func TestWebhookDeliveries(t *testing.T) {
 	}
 	if first(s, "jira", "body:aa", t0.Add(3*time.Hour)) {
 		t.Fatal("recent key pruned")
+	}
+	// A delivery with a fresh id but a recorded body is not new.
+	if ok, err := s.FirstDelivery(ctx, "jira", []string{"id:fresh", "body:aa"}, t0.Add(3*time.Hour)); err != nil || ok {
+		t.Fatalf("fresh id, recorded body: FirstDelivery = %v, %v; want false", ok, err)
 	}
 }
 
@@ -104,7 +108,7 @@ func TestUpgradeFromSchema5AddsWebhookDeliveries(t *testing.T) {
 	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM tickets").Scan(&tickets); err != nil || tickets != 1 {
 		t.Fatalf("tickets after upgrade: %d, %v", tickets, err)
 	}
-	if ok, err := s.FirstDelivery(ctx, "jira", "id:1", t0); err != nil || !ok {
+	if ok, err := s.FirstDelivery(ctx, "jira", []string{"id:1", "body:bb"}, t0); err != nil || !ok {
 		t.Fatalf("FirstDelivery after upgrade = %v, %v", ok, err)
 	}
 }
