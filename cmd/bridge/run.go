@@ -83,6 +83,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 		Ready:      a.Ready,
 		Metrics:    m,
 		Logger:     log,
+		Deliveries: a.Store,
 	})
 	if err != nil {
 		return fmt.Errorf("http server: %w", err)

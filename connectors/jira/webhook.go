@@ -24,8 +24,14 @@ func (connector) Webhook(s source.Section) *source.Webhook {
 		Secret:    c.WebhookSecret,
 		Signature: func(h http.Header) ([]byte, bool) { return Signature(h.Get("X-Hub-Signature")) },
 		Parse:     ParseDelivery,
+		MaxBody:   MaxWebhookBody,
 	}
 }
+
+// MaxWebhookBody is the largest delivery accepted: an issue_updated body
+// carries the whole issue and its changelog, tens of KiB with a long
+// description or many custom fields.
+const MaxWebhookBody = 256 << 10
 
 // Signature decodes an X-Hub-Signature value: "sha256=<hex>".
 func Signature(v string) ([]byte, bool) {
@@ -66,7 +72,9 @@ func IssueID(raw json.RawMessage) (string, bool) {
 
 // ParseDelivery reads a verified delivery: the issue id of an issue created
 // or updated (other events are ignored), deduped on the webhook identifier
-// header or, without one, on the body.
+// header. The header is not signed, so the server also dedupes on the signed
+// body, which carries the event's timestamp: a captured delivery replayed with
+// fresh identifiers is still refused.
 func ParseDelivery(h http.Header, body []byte) (source.Delivery, error) {
 	hdrID := h.Get("X-Atlassian-Webhook-Identifier")
 	d := source.Delivery{ID: source.LogSafe(hdrID), DedupeID: hdrID}

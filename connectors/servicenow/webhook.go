@@ -25,8 +25,13 @@ func (connector) Webhook(s source.Section) *source.Webhook {
 		Secret:    c.WebhookSecret,
 		Signature: func(h http.Header) ([]byte, bool) { return Signature(h.Get("X-Signature")) },
 		Parse:     ParseDelivery,
+		MaxBody:   MaxWebhookBody,
 	}
 }
+
+// MaxWebhookBody is the largest delivery accepted: the business rule's body
+// is under 1 KiB.
+const MaxWebhookBody = 16 << 10
 
 // Signature decodes an X-Signature value: the HMAC-SHA256 in base64 (what
 // GlideCertificateEncryption.generateMac returns) or hex, optionally

@@ -34,33 +34,42 @@ func newSeen(ttl time.Duration, max int, now func() time.Time) *seen {
 	return &seen{ttl: ttl, max: max, now: now, items: make(map[[32]byte]seenItem)}
 }
 
-// add records id and reports whether it was absent (true: first delivery).
-func (s *seen) add(id string) bool {
-	k := sha256.Sum256([]byte(id))
+// add reports whether none of ids was present (true: first delivery), and
+// then records them all; one seen id makes the delivery a duplicate.
+func (s *seen) add(ids ...string) bool {
+	ks := make([][32]byte, len(ids))
+	for i, id := range ids {
+		ks[i] = sha256.Sum256([]byte(id))
+	}
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expire(now)
-	if _, ok := s.items[k]; ok {
-		return false
+	for _, k := range ks {
+		if _, ok := s.items[k]; ok {
+			return false
+		}
 	}
-	// Stale entries left by forget count towards a looser bound on order.
-	for len(s.order) > 0 && (len(s.items) >= s.max || len(s.order) >= 2*s.max) {
-		s.pop()
+	for _, k := range ks {
+		// Stale entries left by forget count towards a looser bound on order.
+		for len(s.order) > 0 && (len(s.items) >= s.max || len(s.order) >= 2*s.max) {
+			s.pop()
+		}
+		s.seq++
+		s.items[k] = seenItem{until: now.Add(s.ttl), seq: s.seq}
+		s.order = append(s.order, seenRef{key: k, seq: s.seq})
 	}
-	s.seq++
-	s.items[k] = seenItem{until: now.Add(s.ttl), seq: s.seq}
-	s.order = append(s.order, seenRef{key: k, seq: s.seq})
 	return true
 }
 
-// forget removes id, so that a retry of a delivery that was not acted on is
+// forget removes ids, so that a retry of a delivery that was not acted on is
 // not taken for a duplicate.
-func (s *seen) forget(id string) {
-	k := sha256.Sum256([]byte(id))
+func (s *seen) forget(ids ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.items, k) // its order entry is dropped when it reaches the front
+	for _, id := range ids {
+		delete(s.items, sha256.Sum256([]byte(id))) // its order entry is dropped when it reaches the front
+	}
 }
 
 func (s *seen) expire(now time.Time) {
@@ -90,4 +99,44 @@ func (s *seen) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.items)
+}
+
+// limitedLog lets one log line through per key and interval, and counts the
+// events it held back.
+type limitedLog struct {
+	every time.Duration
+	now   func() time.Time
+
+	mu   sync.Mutex
+	keys map[string]*limitedKey
+}
+
+type limitedKey struct {
+	next time.Time
+	n    int // events since the last line
+}
+
+func newLimitedLog(every time.Duration, now func() time.Time) *limitedLog {
+	return &limitedLog{every: every, now: now, keys: make(map[string]*limitedKey)}
+}
+
+// allow counts an event of key and reports whether to log it, with the
+// number of events it stands for (itself and those held back since the last
+// line). Keys are few (endpoint and result), so the map stays small.
+func (l *limitedLog) allow(key string) (int, bool) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := l.keys[key]
+	if k == nil {
+		k = &limitedKey{}
+		l.keys[key] = k
+	}
+	k.n++
+	if now.Before(k.next) {
+		return 0, false
+	}
+	n := k.n
+	k.n, k.next = 0, now.Add(l.every)
+	return n, true
 }

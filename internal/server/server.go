@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -42,9 +43,22 @@ const (
 	DefaultMaxBody = 1 << 20 // 1 MiB
 	DefaultIssuer  = "https://issuer.enforce.dev"
 
-	dedupeTTL       = 10 * time.Minute
+	// DefaultMaxInFlight bounds the webhook bodies read at once across all
+	// endpoints; with Jira's 256 KiB limit that is at most 16 MiB of bodies.
+	DefaultMaxInFlight = 64
+	// DefaultBodyTimeout is how long a webhook body has to arrive once its
+	// headers have.
+	DefaultBodyTimeout = 10 * time.Second
+	// DedupeWindow is how long a delivery's keys are kept in Deliveries: a
+	// replay within it is refused, across restarts.
+	DedupeWindow = 24 * time.Hour
+
+	dedupeTTL       = 10 * time.Minute // the in-memory front of the dedupe
 	dedupeMax       = 10_000
-	retryAfter      = "30" // seconds; what a sender is asked to wait when the queue is full
+	pruneEvery      = 10 * time.Minute // how often Deliveries is pruned
+	deliveryTimeout = 5 * time.Second  // a Deliveries call
+	rejectLogEvery  = 10 * time.Second // one line per endpoint and result of refused deliveries
+	retryAfter      = "30"             // seconds; what a sender is asked to wait when the queue is full
 	readyTimeout    = 5 * time.Second
 	shutdownTimeout = 10 * time.Second
 )
@@ -77,7 +91,32 @@ type Options struct {
 	Ready   func(ctx context.Context) error
 	Metrics *metrics.Metrics // nil: a fresh set
 	Logger  zerolog.Logger
-	MaxBody int64 // largest accepted request body (default 1 MiB)
+	// MaxBody caps every request body (default 1 MiB); a webhook's limit is
+	// its source.Webhook's MaxBody, or this if smaller.
+	MaxBody int64
+	// MaxInFlight bounds the webhook bodies being read at once, across all
+	// endpoints (default 64); a delivery beyond it is answered 503.
+	MaxInFlight int
+	// BodyTimeout bounds the read of a webhook body (default 10 s).
+	BodyTimeout time.Duration
+	// Deliveries keeps the keys of deliveries acted on for DedupeWindow, so
+	// that a replay is refused after a restart too (the store). nil: only
+	// the last 10 minutes, in memory.
+	Deliveries Deliveries
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Deliveries records webhook deliveries acted on (store.SQLite implements
+// it). Keys are hashes of a delivery's signed body and of its delivery id.
+type Deliveries interface {
+	// FirstDelivery records keys and reports whether none was recorded
+	// before.
+	FirstDelivery(ctx context.Context, endpoint string, keys []string, now time.Time) (bool, error)
+	// ForgetDelivery removes keys (the delivery was not acted on).
+	ForgetDelivery(ctx context.Context, endpoint string, keys []string) error
+	// PruneDeliveries removes keys recorded before before.
+	PruneDeliveries(ctx context.Context, before time.Time) (int64, error)
 }
 
 // Webhook is one source's webhook endpoint.
@@ -101,6 +140,12 @@ type Server struct {
 
 	cgSeen *seen
 	cg     *cgReceiver // nil: not configured
+
+	now       func() time.Time
+	slots     chan struct{} // webhook bodies being read
+	rejects   *limitedLog
+	pruneMu   sync.Mutex
+	lastPrune time.Time
 }
 
 // New builds a Server. With o.Chainguard set it also looks up the issuer's
@@ -119,11 +164,23 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New()
 	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = DefaultBodyTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	s := &Server{
-		o:      o,
-		m:      o.Metrics,
-		log:    o.Logger.With().Str("component", "server").Logger(),
-		cgSeen: newSeen(dedupeTTL, dedupeMax, time.Now),
+		o:       o,
+		m:       o.Metrics,
+		log:     o.Logger.With().Str("component", "server").Logger(),
+		cgSeen:  newSeen(dedupeTTL, dedupeMax, o.Now),
+		now:     o.Now,
+		slots:   make(chan struct{}, o.MaxInFlight),
+		rejects: newLimitedLog(rejectLogEvery, o.Now),
 	}
 	if c := o.Chainguard; c != nil {
 		issuer := c.Issuer
@@ -253,7 +310,17 @@ func (s *Server) answer(w http.ResponseWriter, d *delivery, status int, result, 
 
 func (s *Server) record(d *delivery, status int, result string) {
 	s.m.WebhookReceived(d.endpoint, result)
-	ev := s.log.Info().Str("endpoint", d.endpoint).Str("result", result).Int("status", status)
+	ev := s.log.Info()
+	if refused(status, result) {
+		// Anyone can send these, at any rate: one line per endpoint and
+		// result per interval, with the count since the last line.
+		n, ok := s.rejects.allow(d.endpoint + "/" + result)
+		if !ok {
+			return
+		}
+		ev = ev.Int("count", n)
+	}
+	ev = ev.Str("endpoint", d.endpoint).Str("result", result).Int("status", status)
 	if d.ticket != "" {
 		ev = ev.Str("ticket", d.ticket)
 	}
@@ -302,19 +369,84 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, d *delivery) (
 	return body, true
 }
 
-// enqueue answers a verified delivery naming source's ticket id.
-func (s *Server) enqueue(w http.ResponseWriter, d *delivery, dedupe *seen, source, id, deliveryKey string) {
-	if !dedupe.add(deliveryKey) {
+// refused reports whether a delivery's answer is one anyone can provoke
+// (unverified, or a replay), whose log lines are rate-limited.
+func refused(status int, result string) bool {
+	switch result {
+	case metrics.ResultBadSignature, metrics.ResultTooLarge, metrics.ResultDuplicate:
+		return true
+	case metrics.ResultBadRequest, metrics.ResultUnavailable:
+		return status != http.StatusOK
+	}
+	return false
+}
+
+// enqueue answers a verified delivery naming source's ticket id, known by
+// deliveryKeys: it is a duplicate if any key was seen.
+func (s *Server) enqueue(w http.ResponseWriter, d *delivery, dedupe *seen, source, id string, deliveryKeys []string) {
+	first, err := s.first(d.endpoint, dedupe, deliveryKeys)
+	switch {
+	case err != nil:
+		s.log.Error().Err(err).Str("endpoint", d.endpoint).Msg("cannot record webhook delivery")
+		s.answer(w, d, http.StatusServiceUnavailable, metrics.ResultError, "cannot record the delivery, retry later")
+		return
+	case !first:
 		s.answer(w, d, http.StatusOK, metrics.ResultDuplicate, "duplicate")
 		return
 	}
 	if !s.o.Engine.Enqueue(source, id) {
 		// Not acted on: the sender's retry must not be taken for a duplicate.
-		dedupe.forget(deliveryKey)
+		dedupe.forget(deliveryKeys...)
+		if s.o.Deliveries != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), deliveryTimeout)
+			if err := s.o.Deliveries.ForgetDelivery(ctx, d.endpoint, deliveryKeys); err != nil {
+				s.log.Error().Err(err).Str("endpoint", d.endpoint).Msg("cannot forget webhook delivery")
+			}
+			cancel()
+		}
 		s.answer(w, d, http.StatusServiceUnavailable, metrics.ResultQueueFull, "queue full, retry later")
 		return
 	}
 	s.answer(w, d, http.StatusAccepted, metrics.ResultAccepted, "accepted")
+}
+
+// first records keys in memory, then in Deliveries, and reports whether none
+// was seen before. A replay flood is answered from memory.
+func (s *Server) first(endpoint string, dedupe *seen, keys []string) (bool, error) {
+	if !dedupe.add(keys...) {
+		return false, nil
+	}
+	if s.o.Deliveries == nil {
+		return true, nil
+	}
+	// Not the request's context: a write is not abandoned halfway because
+	// the sender hung up.
+	ctx, cancel := context.WithTimeout(context.Background(), deliveryTimeout)
+	defer cancel()
+	now := s.now()
+	first, err := s.o.Deliveries.FirstDelivery(ctx, endpoint, keys, now)
+	if err != nil {
+		dedupe.forget(keys...)
+		return false, err
+	}
+	s.prune(ctx, now)
+	return first, nil
+}
+
+// prune drops Deliveries' keys older than DedupeWindow, every pruneEvery.
+func (s *Server) prune(ctx context.Context, now time.Time) {
+	s.pruneMu.Lock()
+	due := now.Sub(s.lastPrune) >= pruneEvery
+	if due {
+		s.lastPrune = now
+	}
+	s.pruneMu.Unlock()
+	if !due {
+		return
+	}
+	if _, err := s.o.Deliveries.PruneDeliveries(ctx, now.Add(-DedupeWindow)); err != nil {
+		s.log.Warn().Err(err).Msg("cannot prune webhook deliveries")
+	}
 }
 
 var (
@@ -341,15 +473,23 @@ func bodyKey(body []byte) string {
 	return "body:" + hex.EncodeToString(sum[:])
 }
 
-func mac(key secret.Secret, body []byte) []byte {
-	h := hmac.New(sha256.New, []byte(key.Reveal()))
-	h.Write(body)
-	return h.Sum(nil)
-}
-
-// webhook serves one source's deliveries.
+// webhook serves one source's deliveries. What a delivery costs before it is
+// verified is bounded: a body without a well-formed signature header is
+// refused unread; one with a signature takes one of MaxInFlight slots (503
+// when none is free), has BodyTimeout to arrive, is hashed as it is read and
+// kept only up to the endpoint's limit (413 beyond it).
 func (s *Server) webhook(wh Webhook) http.HandlerFunc {
-	dedupe := newSeen(dedupeTTL, dedupeMax, time.Now)
+	dedupe := newSeen(dedupeTTL, dedupeMax, s.now)
+	var limit int64
+	if wh.Hook != nil {
+		limit = wh.Hook.MaxBody
+	}
+	if limit <= 0 {
+		limit = source.DefaultWebhookMaxBody
+	}
+	if s.o.MaxBody < limit {
+		limit = s.o.MaxBody
+	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		d := &delivery{endpoint: wh.Name, start: time.Now()}
 		hook := wh.Hook
@@ -357,12 +497,35 @@ func (s *Server) webhook(wh Webhook) http.HandlerFunc {
 			s.notConfigured(w, d)
 			return
 		}
-		body, ok := s.readBody(w, r, d)
-		if !ok {
+		if r.ContentLength > limit {
+			s.answer(w, d, http.StatusRequestEntityTooLarge, metrics.ResultTooLarge, "body too large")
 			return
 		}
 		sig, ok := hook.Signature(r.Header)
-		if !ok || !hmac.Equal(mac(hook.Secret, body), sig) {
+		if !ok {
+			s.answer(w, d, http.StatusUnauthorized, metrics.ResultBadSignature, "invalid or missing signature")
+			return
+		}
+		select {
+		case s.slots <- struct{}{}:
+			defer func() { <-s.slots }()
+		default:
+			s.answer(w, d, http.StatusServiceUnavailable, metrics.ResultUnavailable, "busy, retry later")
+			return
+		}
+		// A slow sender holds its slot for BodyTimeout at most. The error
+		// is ignored: a ResponseWriter without deadlines (tests) keeps the
+		// server's ReadTimeout.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.o.BodyTimeout))
+		body, sum, err := readSigned(r.Body, hook.Secret, limit)
+		switch {
+		case errors.Is(err, errTooLarge):
+			s.answer(w, d, http.StatusRequestEntityTooLarge, metrics.ResultTooLarge, "body too large")
+			return
+		case err != nil:
+			s.answer(w, d, http.StatusBadRequest, metrics.ResultBadRequest, "cannot read body")
+			return
+		case !hmac.Equal(sum, sig):
 			s.answer(w, d, http.StatusUnauthorized, metrics.ResultBadSignature, "invalid or missing signature")
 			return
 		}
@@ -380,12 +543,33 @@ func (s *Server) webhook(wh Webhook) http.HandlerFunc {
 			return
 		}
 		d.ticket = p.TicketID
-		key := bodyKey(body)
+		// The signed body is always a key: a delivery id in an unsigned
+		// header cannot make a captured delivery new again.
+		keys := []string{bodyKey(body)}
 		if p.DedupeID != "" {
-			key = "id:" + p.DedupeID
+			keys = append(keys, "id:"+p.DedupeID)
 		}
-		s.enqueue(w, d, dedupe, wh.Name, p.TicketID, key)
+		s.enqueue(w, d, dedupe, wh.Name, p.TicketID, keys)
 	}
+}
+
+// errTooLarge is a body over its endpoint's limit.
+var errTooLarge = errors.New("body too large")
+
+// readSigned reads body, at most limit bytes of it, and returns it with its
+// HMAC-SHA256 under key, computed as it streams. A body over limit is
+// errTooLarge after limit+1 bytes have been read.
+func readSigned(body io.Reader, key secret.Secret, limit int64) ([]byte, []byte, error) {
+	h := hmac.New(sha256.New, []byte(key.Reveal()))
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.TeeReader(io.LimitReader(body, limit+1), h))
+	if err != nil {
+		return nil, nil, err
+	}
+	if n > limit {
+		return nil, nil, errTooLarge
+	}
+	return buf.Bytes(), h.Sum(nil), nil
 }
 
 // statusRecorder remembers the status a wrapped handler wrote.

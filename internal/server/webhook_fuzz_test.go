@@ -24,6 +24,8 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/rs/zerolog"
 
+	"github.com/chainguard-dev/image-request-bridge/connectors/jira"
+	"github.com/chainguard-dev/image-request-bridge/connectors/servicenow"
 	"github.com/chainguard-dev/image-request-bridge/internal/metrics"
 )
 
@@ -145,7 +147,7 @@ func FuzzServiceNowWebhook(f *testing.F) {
 	f.Add(good, strings.Repeat("A", 44), uint8(sigAsGiven), "")
 	f.Add(good, "sha256="+strings.Repeat("g", 64), uint8(sigAsGiven), "")
 	f.Fuzz(func(t *testing.T, body []byte, given string, mode uint8, eventHeader string) {
-		if len(body) > DefaultMaxBody {
+		if len(body) > servicenow.MaxWebhookBody {
 			return // answered 413 before any verification
 		}
 		sig, signed := signWith(mode, snSecret, body, given, "")
@@ -187,7 +189,7 @@ func FuzzJiraWebhook(f *testing.F) {
 	f.Add(good, "sha256="+strings.Repeat("0", 64), uint8(sigAsGiven), "")
 	f.Add(good, "sha1="+strings.Repeat("0", 40), uint8(sigAsGiven), "")
 	f.Fuzz(func(t *testing.T, body []byte, given string, mode uint8, deliveryID string) {
-		if len(body) > DefaultMaxBody {
+		if len(body) > jira.MaxWebhookBody {
 			return // answered 413 before any verification
 		}
 		sig, signed := signWith(mode, jiraSecret, body, given, "sha256=")

@@ -113,8 +113,9 @@ type Deps struct {
 
 // Webhooker is implemented by a Connector that takes webhooks, served at
 // POST /webhooks/<Name()> by one generic handler: body limit, HMAC-SHA256 of
-// the raw body with the Webhook's secret (compared in constant time) before
-// anything is parsed, dedupe on the delivery id, then the ticket id queued.
+// the raw body with the Webhook's secret (computed as the body streams,
+// compared in constant time) before anything is parsed, dedupe on the
+// delivery id and on the signed body, then the ticket id queued.
 type Webhooker interface {
 	// Webhook returns the webhook of an enabled section, or nil when it is
 	// not configured (the path then answers 404).
@@ -132,7 +133,14 @@ type Webhook struct {
 	// the error's text, which must be fixed text that quotes nothing from
 	// the body; the Delivery's log fields are logged either way.
 	Parse func(h http.Header, body []byte) (Delivery, error)
+	// MaxBody is the largest body accepted, in bytes, sized to the intake's
+	// real payloads; a larger one is answered 413 having read at most
+	// MaxBody+1 bytes. 0: DefaultWebhookMaxBody.
+	MaxBody int64
 }
+
+// DefaultWebhookMaxBody is a Webhook's body limit when it sets none: 64 KiB.
+const DefaultWebhookMaxBody = 64 << 10
 
 // Delivery is what a verified webhook delivery says.
 type Delivery struct {
