@@ -195,10 +195,11 @@ func TestRunStoreFileDeletedOrReplaced(t *testing.T) {
 
 			r := e.sn.AddRITM(snfake.RITM{CatItem: catItem, Variables: map[string]string{"image_name": "python"}})
 			req, _ := signedRITMHook(r.SysID)
-			if code := post(t, d.base+"/webhooks/servicenow", req); code != http.StatusAccepted {
-				t.Fatalf("signed delivery answered %d", code)
+			// The delivery cannot be recorded (its dedupe key goes to the
+			// store): 503, and the sender retries once the bridge is fixed.
+			if code := post(t, d.base+"/webhooks/servicenow", req); code != http.StatusServiceUnavailable {
+				t.Fatalf("signed delivery answered %d with the store gone, want 503 (retry later)", code)
 			}
-			waitFor(t, hangGuard, func() bool { return strings.Contains(d.stderr.String(), "queued ticket failed") })
 			if got, _ := e.sn.RITM(r.SysID); got.State != "1" || len(e.sn.WorkNotes(r.SysID)) != 0 || e.cg.CountCalls("CreateRepo") != 0 {
 				t.Errorf("with its store gone the daemon acted: state %s, %d notes, %d CreateRepo", got.State, len(e.sn.WorkNotes(r.SysID)), e.cg.CountCalls("CreateRepo"))
 			}
