@@ -122,25 +122,15 @@ func (c *Config) Secrets() []source.SecretRef {
 
 // Defaults implements source.Section.
 func (c *Config) Defaults() {
-	setDefault(&c.Deployment, Auto)
-	setDefault(&c.Auth, Auto)
-	setDefault(&c.CommentVisibility, VisibilityInternal)
-	setDefault(&c.Transitions.Done, DefaultTransitionDone)
-	setDefault(&c.Transitions.Rejected, DefaultTransitionReject)
-	setDefault(&c.Schedule, DefaultSchedule)
-	if c.PageSize == 0 {
-		c.PageSize = DefaultPageSize
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
+	source.Default(&c.Deployment, Auto)
+	source.Default(&c.Auth, Auto)
+	source.Default(&c.CommentVisibility, VisibilityInternal)
+	source.Default(&c.Transitions.Done, DefaultTransitionDone)
+	source.Default(&c.Transitions.Rejected, DefaultTransitionReject)
+	source.Default(&c.Schedule, DefaultSchedule)
+	source.Default(&c.PageSize, DefaultPageSize)
+	source.Default(&c.Timeout, DefaultTimeout)
 	c.RateLimit.Defaults(10, 5, 4)
-}
-
-func setDefault(p *string, v string) {
-	if *p == "" {
-		*p = v
-	}
 }
 
 var customFieldPattern = regexp.MustCompile(`^customfield_[0-9]+$`)

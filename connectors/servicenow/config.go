@@ -102,25 +102,15 @@ func (c *Config) Defaults() {
 	if c.UsesOAuth() && c.OAuth.GrantType == "" {
 		c.OAuth.GrantType = GrantClientCredentials
 	}
-	setDefault(&c.Variables.Image, DefaultImageVariable)
-	setDefault(&c.Variables.Justification, DefaultJustificationVar)
-	setDefault(&c.States.ClosedComplete, DefaultClosedComplete)
-	setDefault(&c.States.ClosedIncomplete, DefaultClosedIncomplete)
-	setDefault(&c.Schedule, DefaultSchedule)
-	setDefault(&c.RequesterComment, "true")
-	if c.PageSize == 0 {
-		c.PageSize = DefaultPageSize
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
+	source.Default(&c.Variables.Image, DefaultImageVariable)
+	source.Default(&c.Variables.Justification, DefaultJustificationVar)
+	source.Default(&c.States.ClosedComplete, DefaultClosedComplete)
+	source.Default(&c.States.ClosedIncomplete, DefaultClosedIncomplete)
+	source.Default(&c.Schedule, DefaultSchedule)
+	source.Default(&c.RequesterComment, "true")
+	source.Default(&c.PageSize, DefaultPageSize)
+	source.Default(&c.Timeout, DefaultTimeout)
 	c.RateLimit.Defaults(10, 5, 4)
-}
-
-func setDefault(p *string, v string) {
-	if *p == "" {
-		*p = v
-	}
 }
 
 var (

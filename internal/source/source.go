@@ -250,3 +250,12 @@ func DemoState(state string) string {
 	}
 	return state
 }
+
+// Default sets *p to def while *p is its type's zero value: what a section's
+// Defaults does for each of its keys.
+func Default[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
