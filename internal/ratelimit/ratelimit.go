@@ -171,16 +171,6 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 	return release, nil
 }
 
-// Unavailable returns nil while calls may go through, or the retryable error
-// Acquire would fail with: the upstream is paused until a given time.
-func (l *Limiter) Unavailable() error {
-	until := l.PausedUntil()
-	if !until.After(l.clock.Now()) {
-		return nil
-	}
-	return l.pausedErr(until)
-}
-
 func (l *Limiter) pausedErr(until time.Time) error {
 	return &isync.Error{Class: isync.ClassRetryable, Cause: l.name + ":paused", Err: &PausedError{Upstream: l.name, Until: until}}
 }

@@ -127,8 +127,8 @@ func TestLongPauseFailsFast(t *testing.T) {
 	if clk.Now() != t0 {
 		t.Errorf("Acquire waited %s", clk.Now().Sub(t0))
 	}
-	if l.Unavailable() == nil {
-		t.Error("Unavailable is nil during a pause")
+	if !l.PausedUntil().After(clk.Now()) {
+		t.Error("not paused during a pause")
 	}
 
 	// A short pause that outlasts the caller's deadline fails at once too.
@@ -152,8 +152,8 @@ func TestLongPauseFailsFast(t *testing.T) {
 	} else {
 		r()
 	}
-	if l.Unavailable() != nil {
-		t.Error("still unavailable after the pause")
+	if l.PausedUntil().After(clk.Now()) {
+		t.Error("still paused after the pause")
 	}
 }
 
