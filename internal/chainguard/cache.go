@@ -60,6 +60,12 @@ func (c *cached[T]) get(ctx context.Context) (T, error) {
 				return zero, ctx.Err()
 			}
 		}
+		if c.ok && c.now().Before(c.at.Add(2*c.ttl)) {
+			// Loaded by another caller between peek and here: serve it
+			// rather than load a second time.
+			c.mu.Unlock()
+			continue
+		}
 		ch := make(chan struct{})
 		c.loading = ch
 		gen := c.gen
